@@ -1,0 +1,2 @@
+//! The rustiscsi management CLI.
+fn main() {}

@@ -1,0 +1,2 @@
+//! The rustiscsi target daemon.
+fn main() {}

@@ -1,0 +1,273 @@
+//! The typed TOML configuration (the source of truth on disk).
+//!
+//! Data only: parsing, defaults and validation. The registry turns a [`ValidatedConfig`]
+//! into running targets. Every key is `snake_case`; unknown keys are errors.
+//!
+//! ```toml
+//! [daemon]
+//! portals = ["0.0.0.0:3260"]
+//! state_dir = "/var/lib/rustiscsi"
+//!
+//! [backstores.vm1]
+//! kind = "fileio"
+//! path = "/srv/iscsi/vm1.img"
+//! size = "100G"
+//!
+//! [targets."iqn.2026-11.org.example.nas:storage"]
+//! luns = [{ lun = 0, backstore = "vm1" }]
+//!
+//! [targets."iqn.2026-11.org.example.nas:storage".acls."iqn.2005-03.org.open-iscsi:client1"]
+//! mapped_luns = [{ lun = 0 }]
+//! chap = { user = "client1", password_file = "/run/credentials/rustiscsi.service/client1" }
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backstore::BackstoreKind;
+
+mod size;
+pub use size::Size;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Daemon-wide settings.
+    #[serde(default)]
+    pub daemon: Daemon,
+    /// iSCSI negotiation limits the target offers.
+    #[serde(default)]
+    pub iscsi: IscsiLimits,
+    /// Discovery (SendTargets) session authentication.
+    #[serde(default)]
+    pub discovery: Discovery,
+    /// Storage objects by name.
+    #[serde(default)]
+    pub backstores: BTreeMap<String, BackstoreConfig>,
+    /// Targets by IQN.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+}
+
+/// `[daemon]`: listeners, state, control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Daemon {
+    /// Listening portals (`IP:port`; IPv6 as `[::]:3260`).
+    pub portals: Vec<SocketAddr>,
+    /// Where stable LUN identities (serial, NAA) are kept.
+    pub state_dir: PathBuf,
+    /// Unix socket of the management API (root only).
+    pub control_socket: PathBuf,
+    /// Permit `demo_mode` targets on portals that are not loopback (logs a warning).
+    pub allow_demo_mode_on_network: bool,
+    /// Upper bound on concurrent TCP connections (login and full feature phase).
+    pub max_connections: u32,
+    /// A connection that has not finished login within this many seconds is closed.
+    pub login_timeout_secs: u32,
+    /// Seconds of silence after which the target pings the initiator (NOP-In); 0 = never.
+    pub nop_interval_secs: u32,
+    /// Seconds to wait for the ping's answer before the connection is dropped.
+    pub nop_timeout_secs: u32,
+    /// Failed authentications per source address per minute before logins are refused.
+    pub auth_failures_per_minute: u32,
+    /// Prometheus text endpoint (`IP:port`), off when absent.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Set by the NixOS module: `saveconfig` refuses and names this option instead.
+    pub managed_by: Option<String>,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self {
+            portals: vec![SocketAddr::from(([127, 0, 0, 1], 3260))],
+            state_dir: PathBuf::from("/var/lib/rustiscsi"),
+            control_socket: PathBuf::from("/run/rustiscsi/control.sock"),
+            allow_demo_mode_on_network: false,
+            max_connections: 256,
+            login_timeout_secs: 15,
+            nop_interval_secs: 10,
+            nop_timeout_secs: 15,
+            auth_failures_per_minute: 10,
+            metrics_listen: None,
+            managed_by: None,
+        }
+    }
+}
+
+/// `[iscsi]`: what the target offers in operational negotiation (RFC 7143 §13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IscsiLimits {
+    /// MaxRecvDataSegmentLength the target declares (512..=16777215).
+    pub max_recv_data_segment_length: u32,
+    /// Upper bound for MaxBurstLength.
+    pub max_burst_length: u32,
+    /// Upper bound for FirstBurstLength.
+    pub first_burst_length: u32,
+    /// Upper bound for MaxOutstandingR2T.
+    pub max_outstanding_r2t: u32,
+    /// Offer ImmediateData=Yes.
+    pub immediate_data: bool,
+    /// Require InitialR2T=Yes (the initiator may not send unsolicited Data-Out).
+    pub initial_r2t: bool,
+    /// Commands the initiator may have outstanding (the CmdSN window).
+    pub queue_depth: u32,
+    /// Digests the target accepts, in preference order: `"CRC32C"`, `"None"`.
+    pub header_digest: Vec<String>,
+    /// Data digests the target accepts, in preference order.
+    pub data_digest: Vec<String>,
+}
+
+impl Default for IscsiLimits {
+    fn default() -> Self {
+        Self {
+            max_recv_data_segment_length: 262_144,
+            max_burst_length: 1_048_576,
+            first_burst_length: 262_144,
+            max_outstanding_r2t: 8,
+            immediate_data: true,
+            initial_r2t: false,
+            queue_depth: 128,
+            header_digest: vec!["None".into(), "CRC32C".into()],
+            data_digest: vec!["None".into(), "CRC32C".into()],
+        }
+    }
+}
+
+/// `[backstores.<name>]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackstoreConfig {
+    /// `block`, `fileio` or `ramdisk`.
+    pub kind: BackstoreKind,
+    /// Device or file path (block, fileio).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Size (`"100G"`, `"512M"` or bytes): required for ramdisk; fileio creates/grows to it.
+    #[serde(default)]
+    pub size: Option<Size>,
+    /// Logical block size for fileio/ramdisk: 512 or 4096.
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
+    /// Write-back caching; write-through when false.
+    #[serde(default)]
+    pub write_cache: bool,
+}
+
+fn default_block_size() -> u32 {
+    512
+}
+
+/// `[targets."<iqn>"]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Target portal group tag.
+    #[serde(default = "default_tpg")]
+    pub tpg: u16,
+    /// The target's LUNs.
+    #[serde(default)]
+    pub luns: Vec<LunConfig>,
+    /// Any initiator may log in and sees every LUN read-write (no ACLs). On a portal that
+    /// is not loopback this also needs `daemon.allow_demo_mode_on_network`.
+    #[serde(default)]
+    pub demo_mode: bool,
+    /// Target-wide default credentials for ACLs that set none (and for demo mode).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Source networks (CIDR) allowed to log in to this target; empty = any.
+    #[serde(default)]
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Node ACLs by initiator IQN.
+    #[serde(default)]
+    pub acls: BTreeMap<String, AclConfig>,
+}
+
+fn default_tpg() -> u16 {
+    1
+}
+
+/// One LUN of a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LunConfig {
+    /// LUN number on the target (defaults to the position in the list).
+    #[serde(default)]
+    pub lun: Option<u64>,
+    /// Name of the backstore.
+    pub backstore: String,
+}
+
+/// `[targets."<iqn>".acls."<initiator iqn>"]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclConfig {
+    /// LUNs this initiator sees; empty = every target LUN, same numbers, read-write.
+    #[serde(default)]
+    pub mapped_luns: Vec<MappedLunConfig>,
+    /// CHAP the initiator must answer (overrides the target default).
+    #[serde(default)]
+    pub chap: Option<ChapConfig>,
+    /// Credentials the target answers with (mutual CHAP).
+    #[serde(default)]
+    pub mutual_chap: Option<ChapConfig>,
+    /// Source networks (CIDR) this initiator may log in from; empty = any.
+    #[serde(default)]
+    pub allowed_networks: Vec<ipnet::IpNet>,
+}
+
+/// One mapped LUN of an ACL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappedLunConfig {
+    /// LUN number the initiator sees.
+    pub lun: u64,
+    /// Target LUN behind it (defaults to `lun`).
+    #[serde(default)]
+    pub target_lun: Option<u64>,
+    /// Refuse writes (DATA PROTECT) and report WP in MODE SENSE.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A CHAP identity: user name and a file holding the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChapConfig {
+    /// CHAP_N.
+    pub user: String,
+    /// File with the secret (trailing newline ignored); re-read on reload, never logged.
+    pub password_file: PathBuf,
+}
+
+/// CHAP settings of a target or of discovery.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// One-way CHAP: the initiator proves itself.
+    #[serde(default)]
+    pub chap: Option<ChapConfig>,
+    /// Mutual CHAP: the target proves itself too.
+    #[serde(default)]
+    pub mutual_chap: Option<ChapConfig>,
+}
+
+/// `[discovery]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    /// Discovery-session CHAP (none when absent).
+    #[serde(default)]
+    pub chap: Option<ChapConfig>,
+    /// Discovery-session mutual CHAP.
+    #[serde(default)]
+    pub mutual_chap: Option<ChapConfig>,
+}
+
+mod validate;
+pub use validate::{ConfigError, ValidatedConfig, embedded_default, load, parse};

@@ -1,0 +1,4 @@
+//! The iSCSI fabric (RFC 7143), sans-IO: wire codec, login negotiation, discovery.
+//! No tokio and no sockets here; the server feeds bytes in and sends what comes out.
+
+pub mod wire;

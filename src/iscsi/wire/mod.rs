@@ -1,0 +1,1 @@
+//! PDU wire format: the 48-byte basic header segment, data segments, digests, text keys.

@@ -1,0 +1,27 @@
+//! # rustiscsi
+//!
+//! A userspace iSCSI target: `rustiscsid` exports backstores (block devices, sparse files,
+//! RAM) as SCSI disks over iSCSI (RFC 7143), and `rustiscsi` manages it.
+//!
+//! ## Design overview
+//!
+//! ```text
+//!  TCP ─► server::connection ──► iscsi::wire (codec, digests)
+//!              │                  iscsi::login (negotiation, pure)
+//!              │                  iscsi::session (CmdSN window, R2T, Data-In split)
+//!              ▼
+//!          scsi::execute(nexus, cmd) ──► scsi::{spc,sbc} ──► backstore::Backstore
+//!              ▲
+//!  registry (targets, LUN maps, ACLs; swapped whole on reload) ◄── config (TOML, validated)
+//! ```
+//!
+//! Layer rules: `iscsi`, `scsi` and `backstore` never import `registry`, `server`, `config`,
+//! `control` or `cli`; `iscsi` has no tokio. The server is the only module that opens sockets
+//! or spawns tasks. SCSI conditions are never Rust errors: they are responses carrying sense.
+
+pub mod backstore;
+pub mod config;
+pub mod iscsi;
+pub mod registry;
+pub mod scsi;
+pub mod server;

@@ -1,0 +1,1 @@
+//! The running model: backstores opened, targets with their LUN maps and ACLs.
