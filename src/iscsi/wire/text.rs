@@ -1,0 +1,107 @@
+//! Text segments: `key=value` pairs separated by NUL (RFC 7143 §6.1).
+
+/// Maximum length of a key name (RFC 7143 §6.1).
+pub const MAX_KEY_LEN: usize = 63;
+
+/// An ordered list of `key=value` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextPairs(pub Vec<(String, String)>);
+
+/// Why a text segment is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// A pair without `=`.
+    #[error("text pair without '=': {0:?}")]
+    NoEquals(String),
+    /// A key longer than 63 bytes or empty.
+    #[error("bad key name {0:?}")]
+    BadKey(String),
+    /// The same key twice in one segment.
+    #[error("key {0} sent twice")]
+    Duplicate(String),
+    /// Not UTF-8.
+    #[error("text segment is not UTF-8")]
+    NotUtf8,
+}
+
+impl TextPairs {
+    /// Parses a data segment (trailing NULs and padding allowed).
+    pub fn parse(data: &[u8]) -> Result<Self, TextError> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for item in data.split(|&b| b == 0) {
+            if item.is_empty() {
+                continue;
+            }
+            let s = std::str::from_utf8(item).map_err(|_| TextError::NotUtf8)?;
+            let (k, v) = s
+                .split_once('=')
+                .ok_or_else(|| TextError::NoEquals(s.to_string()))?;
+            if k.is_empty() || k.len() > MAX_KEY_LEN {
+                return Err(TextError::BadKey(k.to_string()));
+            }
+            if out.iter().any(|(ek, _)| ek == k) {
+                return Err(TextError::Duplicate(k.to_string()));
+            }
+            out.push((k.to_string(), v.to_string()));
+        }
+        Ok(TextPairs(out))
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Appends a pair.
+    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.0.push((key.into(), value.into()));
+    }
+
+    /// Encodes as `key=value\0...`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in &self.0 {
+            out.extend_from_slice(k.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(v.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_encodes() {
+        let raw = b"InitiatorName=iqn.x:y\0SessionType=Normal\0\0\0";
+        let p = TextPairs::parse(raw).unwrap();
+        assert_eq!(p.get("SessionType"), Some("Normal"));
+        assert_eq!(p.encode(), raw[..raw.len() - 2].to_vec());
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert!(matches!(
+            TextPairs::parse(b"novalue\0"),
+            Err(TextError::NoEquals(_))
+        ));
+        assert!(matches!(
+            TextPairs::parse(b"a=1\0a=2\0"),
+            Err(TextError::Duplicate(_))
+        ));
+        assert!(matches!(
+            TextPairs::parse(b"=1\0"),
+            Err(TextError::BadKey(_))
+        ));
+        assert!(matches!(
+            TextPairs::parse(&[b'a', b'=', 0xff, 0]),
+            Err(TextError::NotUtf8)
+        ));
+    }
+}
