@@ -269,5 +269,16 @@ pub struct Discovery {
     pub mutual_chap: Option<ChapConfig>,
 }
 
+mod default;
+pub mod names;
+pub mod spans;
 mod validate;
-pub use validate::{ConfigError, ValidatedConfig, embedded_default, load, parse};
+pub use default::{DEMO_BACKSTORE, DEMO_SIZE, DEMO_TARGET, embedded_default, to_toml};
+pub use names::check_iscsi_name;
+pub use validate::{
+    ConfigError, EMBEDDED_ORIGIN, MAX_LUNS, ValidatedConfig, is_loopback, load, parse, parse_all,
+    validate, validate_all,
+};
+
+#[cfg(test)]
+mod tests;
