@@ -61,7 +61,44 @@ pub fn embedded_default(state_dir: &Path) -> Config {
 }
 
 /// Writes `config` as pretty TOML that [`parse`](super::parse) reads back to an equal
-/// [`Config`] (used by `saveconfig`). Every setting is written out, defaults included.
+/// [`Config`] (used by `saveconfig`). Every setting is written out, defaults included;
+/// tables left empty (no discovery CHAP, no ACLs, ...) are omitted.
 pub fn to_toml(config: &Config) -> String {
-    toml::to_string_pretty(config).expect("the configuration model always serializes to TOML")
+    let full =
+        toml::to_string_pretty(config).expect("the configuration model always serializes to TOML");
+    let pruned = drop_empty_tables(&full);
+    // Belt and braces: keep the pruned text only if it reads back identically.
+    match toml::from_str::<Config>(&pruned) {
+        Ok(back) if back == *config => pruned,
+        _ => full,
+    }
+}
+
+/// Removes `[header]` lines with no key under them (before the next header or the end).
+/// Every such table in the model is optional or a map, so dropping it changes nothing.
+fn drop_empty_tables(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_header = |l: &str| l.starts_with('[');
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        if is_header(l) && !l.starts_with("[[") {
+            let next = lines[i + 1..].iter().find(|n| !n.trim().is_empty());
+            if next.is_none_or(|n| is_header(n)) {
+                // Skip the header and the blank lines after it.
+                i += 1;
+                while i < lines.len() && lines[i].trim().is_empty() {
+                    i += 1;
+                }
+                continue;
+            }
+        }
+        out.push_str(l);
+        out.push('\n');
+        i += 1;
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
 }

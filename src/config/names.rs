@@ -50,11 +50,9 @@ pub fn check_iscsi_name(name: &str) -> Result<(), String> {
             Err("a naa. name is \"naa.\" followed by 16 or 32 hex digits".into())
         }
     } else {
-        Err(
-            "an iSCSI name starts with \"iqn.\", \"eui.\" or \"naa.\" \
+        Err("an iSCSI name starts with \"iqn.\", \"eui.\" or \"naa.\" \
              (e.g. iqn.2026-11.org.example:storage)"
-                .into(),
-        )
+            .into())
     }
 }
 
@@ -75,7 +73,9 @@ fn check_iqn(rest: &str) -> Result<(), String> {
         return Err(format!("month {month:02} in the date is not 01..12"));
     }
     let Some(after) = rest[7..].strip_prefix('.') else {
-        return Err(format!("the date must be followed by '.' and a domain: {FORM}"));
+        return Err(format!(
+            "the date must be followed by '.' and a domain: {FORM}"
+        ));
     };
     let domain = after.split(':').next().unwrap_or_default();
     if domain.is_empty() {
@@ -106,7 +106,8 @@ fn name_char_ok(c: char) -> bool {
 }
 
 fn is_hex(s: &str) -> bool {
-    s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    s.bytes()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
 /// Checks a backstore name: non-empty, only `A-Z a-z 0-9 _ . -`.

@@ -55,8 +55,7 @@ impl KeyPath {
 /// Whether `k` can be written without quotes.
 fn is_bare(k: &str) -> bool {
     !k.is_empty()
-        && k
-            .bytes()
+        && k.bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
 }
 

@@ -114,16 +114,27 @@ fn toml_error(e: &toml::de::Error, idx: &SpanIndex, origin: &str) -> ConfigError
     if message == "invalid socket address syntax" {
         message.push_str(" (expected IP:port, e.g. 0.0.0.0:3260 or [::]:3260)");
     }
-    let (line, mut path) = match e.span() {
+    let (mut line, mut path) = match e.span() {
         Some(span) => (idx.line_of_offset(span.start), idx.path_at(span.start)),
         None => (0, KeyPath::root()),
     };
+    let field = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|r| r.split('`').next())
+            .map(str::to_owned)
+    };
     // "missing field `x`" points at the table: name the missing key itself.
-    if let Some(field) = message
-        .strip_prefix("missing field `")
-        .and_then(|r| r.split('`').next())
-    {
-        path = path.key(field);
+    if let Some(f) = field("missing field `") {
+        path = path.key(&f);
+    }
+    // In an inline table, "unknown field `x`" points at the whole table: name the key.
+    if let Some(f) = field("unknown field `") {
+        let child = path.key(&f);
+        if idx.contains(&child) {
+            line = idx.line(&child);
+            path = child;
+        }
     }
     ConfigError {
         file: origin.to_owned(),
@@ -199,7 +210,11 @@ impl<'a> Checker<'a> {
         self.daemon(c, &root.key("daemon"));
         self.iscsi(&c.iscsi, &root.key("iscsi"));
         let d = root.key("discovery");
-        self.auth(&d, c.discovery.chap.as_ref(), c.discovery.mutual_chap.as_ref());
+        self.auth(
+            &d,
+            c.discovery.chap.as_ref(),
+            c.discovery.mutual_chap.as_ref(),
+        );
         self.backstores(c, &root.key("backstores"));
         self.targets(c, &root.key("targets"));
     }
@@ -217,7 +232,10 @@ impl<'a> Checker<'a> {
                 self.err(&pi, format!("portal {a} has port 0; iSCSI uses 3260"));
             }
             if let Some(&j) = seen.get(a) {
-                self.err(&pi, format!("portal {a} is listed twice (also portals[{j}])"));
+                self.err(
+                    &pi,
+                    format!("portal {a} is listed twice (also portals[{j}])"),
+                );
                 continue;
             }
             seen.insert(*a, i);
@@ -247,7 +265,10 @@ impl<'a> Checker<'a> {
             );
         }
         if d.max_connections < 1 {
-            self.err(&p.key("max_connections"), "max_connections must be at least 1");
+            self.err(
+                &p.key("max_connections"),
+                "max_connections must be at least 1",
+            );
         }
         if d.login_timeout_secs < 1 {
             self.err(
@@ -275,7 +296,10 @@ impl<'a> Checker<'a> {
     fn iscsi(&mut self, l: &IscsiLimits, p: &KeyPath) {
         const SEG: std::ops::RangeInclusive<u32> = 512..=16_777_215;
         for (key, v) in [
-            ("max_recv_data_segment_length", l.max_recv_data_segment_length),
+            (
+                "max_recv_data_segment_length",
+                l.max_recv_data_segment_length,
+            ),
             ("max_burst_length", l.max_burst_length),
             ("first_burst_length", l.first_burst_length),
         ] {
@@ -316,7 +340,10 @@ impl<'a> Checker<'a> {
         ] {
             let lp = p.key(key);
             if list.is_empty() {
-                self.err(&lp, format!("{key} needs at least one of \"None\", \"CRC32C\""));
+                self.err(
+                    &lp,
+                    format!("{key} needs at least one of \"None\", \"CRC32C\""),
+                );
             }
             for (i, d) in list.iter().enumerate() {
                 if d != "None" && d != "CRC32C" {
@@ -424,7 +451,10 @@ impl<'a> Checker<'a> {
             (_, None) => self.err(p, format!("a {kind} backstore needs path")),
             (_, Some(path)) if !path.is_absolute() => self.err(
                 &path_key,
-                format!("path must be absolute (got {:?})", path.display().to_string()),
+                format!(
+                    "path must be absolute (got {:?})",
+                    path.display().to_string()
+                ),
             ),
             (_, Some(_)) => {}
         }
@@ -437,8 +467,9 @@ impl<'a> Checker<'a> {
                 "size is ignored for a block backstore: the device's size is used",
             ),
             (_, Some(s)) if s.0 == 0 => self.err(&size_key, "size must be greater than 0"),
-            (_, Some(s)) if (b.block_size == 512 || b.block_size == 4096)
-                && s.0 % u64::from(b.block_size) != 0 =>
+            (_, Some(s))
+                if (b.block_size == 512 || b.block_size == 4096)
+                    && s.0 % u64::from(b.block_size) != 0 =>
             {
                 self.err(
                     &size_key,
@@ -551,7 +582,11 @@ impl<'a> Checker<'a> {
             } else {
                 ""
             };
-            let nk = if l.lun.is_some() { li.key("lun") } else { li.clone() };
+            let nk = if l.lun.is_some() {
+                li.key("lun")
+            } else {
+                li.clone()
+            };
             if n >= MAX_LUNS {
                 self.err(&nk, format!("LUN {n} is not below {MAX_LUNS}"));
             }
