@@ -934,3 +934,25 @@ fn load_names_the_file() {
     assert_eq!(e.file, path.display().to_string());
     assert_eq!(e.line, 3);
 }
+
+#[test]
+fn array_of_tables_lines() {
+    let text = format!(
+        "{RAM}[targets.\"{T}\"]\ndemo_mode = true\n\n[[targets.\"{T}\".luns]]\nbackstore = \"a\"\n\n[[targets.\"{T}\".luns]]\nlun = 0\nbackstore = \"b\"\n"
+    );
+    assert_err(
+        &text,
+        14,
+        &format!("targets.\"{T}\".luns[1].lun"),
+        "already used by luns[0]",
+    );
+    let text = format!(
+        "{RAM}[targets.\"{T}\"]\ndemo_mode = true\n\n[[targets.\"{T}\".luns]]\nbackstore = \"a\"\n\n[[targets.\"{T}\".luns]]\nbackstore = \"a\"\n"
+    );
+    assert_err(
+        &text,
+        14,
+        &format!("targets.\"{T}\".luns[1].backstore"),
+        "(line 11)",
+    );
+}

@@ -665,7 +665,7 @@ impl<'a> Checker<'a> {
                     &demo,
                     format!(
                         "{what}; set daemon.allow_demo_mode_on_network = true if that is \
-                         intended, or add ACLs"
+                         intended, or set demo_mode = false and add ACLs"
                     ),
                 );
             }
