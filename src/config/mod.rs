@@ -3,6 +3,10 @@
 //! Data only: parsing, defaults and validation. The registry turns a [`ValidatedConfig`]
 //! into running targets. Every key is `snake_case`; unknown keys are errors.
 //!
+//! [`parse`] / [`load`] check everything that can be checked without touching the
+//! filesystem (names, references, ranges, the demo-mode security rule) and report
+//! `file:line: key.path: message`; [`to_toml`] writes a model back out.
+//!
 //! ```toml
 //! [daemon]
 //! portals = ["0.0.0.0:3260"]
@@ -213,7 +217,9 @@ pub struct AclConfig {
     /// CHAP the initiator must answer (overrides the target default).
     #[serde(default)]
     pub chap: Option<ChapConfig>,
-    /// Credentials the target answers with (mutual CHAP).
+    /// Credentials the target answers with (mutual CHAP). Needs `chap` in the same ACL
+    /// (an ACL that sets either replaces the target's `auth` as a whole) and a different
+    /// `password_file` than `chap`.
     #[serde(default)]
     pub mutual_chap: Option<ChapConfig>,
     /// Source networks (CIDR) this initiator may log in from; empty = any.
@@ -239,9 +245,10 @@ pub struct MappedLunConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChapConfig {
-    /// CHAP_N.
+    /// CHAP_N (non-empty).
     pub user: String,
     /// File with the secret (trailing newline ignored); re-read on reload, never logged.
+    /// Must be absolute; validation never opens it (it may not exist at Nix build time).
     pub password_file: PathBuf,
 }
 
@@ -252,7 +259,7 @@ pub struct AuthConfig {
     /// One-way CHAP: the initiator proves itself.
     #[serde(default)]
     pub chap: Option<ChapConfig>,
-    /// Mutual CHAP: the target proves itself too.
+    /// Mutual CHAP: the target proves itself too (needs `chap`, with another secret file).
     #[serde(default)]
     pub mutual_chap: Option<ChapConfig>,
 }
@@ -264,10 +271,21 @@ pub struct Discovery {
     /// Discovery-session CHAP (none when absent).
     #[serde(default)]
     pub chap: Option<ChapConfig>,
-    /// Discovery-session mutual CHAP.
+    /// Discovery-session mutual CHAP (needs `chap`, with another secret file).
     #[serde(default)]
     pub mutual_chap: Option<ChapConfig>,
 }
 
+mod default;
+pub mod names;
+pub mod spans;
 mod validate;
-pub use validate::{ConfigError, ValidatedConfig, embedded_default, load, parse};
+pub use default::{DEMO_BACKSTORE, DEMO_SIZE, DEMO_TARGET, embedded_default, to_toml};
+pub use names::check_iscsi_name;
+pub use validate::{
+    ConfigError, EMBEDDED_ORIGIN, MAX_LUNS, ValidatedConfig, is_loopback, load, parse, parse_all,
+    validate, validate_all,
+};
+
+#[cfg(test)]
+mod tests;
