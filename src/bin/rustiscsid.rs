@@ -1,2 +1,226 @@
-//! The rustiscsi target daemon.
-fn main() {}
+//! `rustiscsid`: the rustiscsi target daemon.
+//!
+//! With `--config FILE` it serves that configuration; without, an embedded default: a
+//! 1 GiB sparse demo LUN under the state dir, on a loopback-only portal.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use rustiscsi::config::{self, ValidatedConfig};
+use rustiscsi::registry::Registry;
+use rustiscsi::server::{self, ServerCtx};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// A userspace iSCSI target.
+#[derive(Debug, Parser)]
+#[command(name = "rustiscsid", version, about)]
+struct Args {
+    /// Configuration file (TOML). Without it, the embedded demo default is served.
+    #[arg(short, long, env = "RUSTISCSI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit (reads no secret files and no devices).
+    #[arg(long)]
+    check: bool,
+    /// Override `daemon.state_dir`.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Override `daemon.portals` (repeatable), e.g. `127.0.0.1:3260`.
+    #[arg(long = "portal")]
+    portals: Vec<SocketAddr>,
+    /// Override `daemon.control_socket`.
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+    /// Log filter (tracing `EnvFilter` syntax; `RUST_LOG` also works).
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn default_state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/rustiscsi");
+    }
+    match std::env::var_os("XDG_STATE_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("rustiscsi"),
+        _ => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".local/state/rustiscsi"))
+            .unwrap_or_else(|| PathBuf::from("/tmp/rustiscsi")),
+    }
+}
+
+/// Loads the configuration with command-line overrides applied, then validates it.
+fn load(args: &Args) -> anyhow::Result<ValidatedConfig> {
+    let (mut cfg, origin) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            // Parse first so that syntax errors keep their line numbers.
+            let v = config::parse_all(&text, &path.display().to_string()).map_err(report_all)?;
+            (v.config, path.display().to_string())
+        }
+        None => {
+            let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+            let mut c = config::embedded_default(&dir);
+            if !nix::unistd::geteuid().is_root() {
+                c.daemon.control_socket = dir.join("control.sock");
+            }
+            (c, config::EMBEDDED_ORIGIN.to_string())
+        }
+    };
+    if let Some(d) = &args.state_dir {
+        cfg.daemon.state_dir = d.clone();
+    }
+    if !args.portals.is_empty() {
+        cfg.daemon.portals = args.portals.clone();
+    }
+    if let Some(s) = &args.control_socket {
+        cfg.daemon.control_socket = s.clone();
+    }
+    let mut v = config::validate_all(cfg, &origin).map_err(report_all)?;
+    v.source = args.config.clone();
+    Ok(v)
+}
+
+fn report_all(errs: Vec<config::ConfigError>) -> anyhow::Error {
+    let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
+}
+
+fn print_demo_banner(v: &ValidatedConfig) {
+    let c = &v.config;
+    let Some(portal) = c.daemon.portals.first() else { return };
+    let iqn = config::DEMO_TARGET;
+    let path = c.backstores.get(config::DEMO_BACKSTORE).and_then(|b| b.path.clone()).unwrap_or_default();
+    eprintln!(
+        "rustiscsid: no --config given: serving the demo target\n\
+         \x20 target   {iqn}\n\
+         \x20 LUN 0    1 GiB sparse file {}\n\
+         \x20 portal   {portal} (loopback only)\n\
+         connect with open-iscsi:\n\
+         \x20 iscsiadm -m discovery -t sendtargets -p {portal}\n\
+         \x20 iscsiadm -m node -T {iqn} -p {portal} --login\n\
+         or with libiscsi / QEMU:\n\
+         \x20 iscsi-inq iscsi://{portal}/{iqn}/0\n\
+         \x20 qemu-img info iscsi://{portal}/{iqn}/0",
+        path.display()
+    );
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let v = match load(&args) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("rustiscsid: {e:#}");
+            return ExitCode::from(if args.check { 1 } else { 2 });
+        }
+    };
+    for w in &v.warnings {
+        tracing::warn!("{w}");
+    }
+    if args.check {
+        let n_targets = v.config.targets.len();
+        println!(
+            "{}: OK ({} backstores, {n_targets} targets, {} warnings)",
+            args.config.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_else(|| config::EMBEDDED_ORIGIN.into()),
+            v.config.backstores.len(),
+            v.warnings.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rustiscsid: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(args, v)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("rustiscsid: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
+    let registry = Registry::build(&v, None).context("cannot build the target from the configuration")?;
+    let portals = v.config.daemon.portals.clone();
+    for p in &portals {
+        if !config::is_loopback(p.ip()) {
+            for t in registry.targets.values().filter(|t| t.demo_mode) {
+                tracing::warn!(target = %t.name, portal = %p, "demo mode on a network portal: any initiator can log in");
+            }
+        }
+    }
+    let listeners = server::bind(&portals).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            anyhow::anyhow!("{e} (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --portal 127.0.0.1:13260)")
+        } else {
+            anyhow::anyhow!("{e}")
+        }
+    })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = ServerCtx::new(registry, stop_rx);
+    if args.config.is_none() {
+        print_demo_banner(&v);
+    }
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), ?portals, "rustiscsid ready");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    spawn_watchdog();
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let server = tokio::spawn(server::run(listeners, ctx.clone()));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&args, &ctx),
+        }
+    }
+    tracing::info!("stopping: asking initiators to log out, draining commands");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn reload(args: &Args, ctx: &Arc<ServerCtx>) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+    match load(args) {
+        Err(e) => tracing::error!("reload refused, keeping the running configuration: {e:#}"),
+        Ok(v) => {
+            for w in &v.warnings {
+                tracing::warn!("{w}");
+            }
+            match server::apply::apply(ctx, &v) {
+                Ok(a) => tracing::info!(logged_out = ?a.logged_out, remapped = ?a.remapped, "configuration reloaded"),
+                Err(e) => tracing::error!("reload failed, keeping the running configuration: {e:#}"),
+            }
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+}
+
+fn spawn_watchdog() {
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        let every = period / 2;
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            loop {
+                t.tick().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+}

@@ -59,6 +59,9 @@ pub struct ScsiResponse {
     pub sense: Option<sense::Sense>,
     /// Data-In (may exceed `expected_in`; the transport truncates and reports overflow).
     pub data_in: Bytes,
+    /// For commands with Data-Out: the bytes the CDB transfers, so the transport can report
+    /// residuals against the initiator's expected length. `None` when not applicable.
+    pub data_out_len: Option<u32>,
 }
 
 /// Stable identity of a logical unit, persisted in the state dir by the registry.
@@ -108,6 +111,21 @@ impl ItNexus {
     /// A nexus for `initiator_port` (e.g. `iqn...,i,0x<isid>`) on `target_port`
     /// (e.g. `iqn...,t,0x0001`) seeing `luns`.
     pub fn new(_initiator_port: String, _target_port: String, _luns: LunMap) -> Self {
+        todo!("scsi implementation")
+    }
+}
+
+impl ItNexus {
+    /// The current LUN map.
+    pub fn luns(&self) -> Arc<LunMap> {
+        todo!("scsi implementation")
+    }
+    /// Replaces the LUN map (queues REPORTED LUNS DATA HAS CHANGED).
+    pub fn set_luns(&self, _map: LunMap) {
+        todo!("scsi implementation")
+    }
+    /// LOGICAL UNIT RESET of `lun` by this nexus.
+    pub fn lun_reset(&self, _lun: u64) {
         todo!("scsi implementation")
     }
 }

@@ -4,6 +4,7 @@
 //! connection sends; each SCSI command executes in its own task so a slow backstore
 //! never stalls the reader.
 
+pub mod apply;
 mod connection;
 pub mod framing;
 mod full_feature;

@@ -7,7 +7,7 @@
 
 use std::io::IoSlice;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -59,13 +59,11 @@ impl OutPdu {
 }
 
 /// Command sequence state shared by the reader (which advances it) and the writer
-/// (which reports it).
+/// (which reports it). ExpCmdSN (high half) and the number of commands running (low half)
+/// live in one atomic so that MaxCmdSN, computed from both, never moves backwards.
 #[derive(Debug)]
 pub struct CmdWindow {
-    /// Next expected CmdSN.
-    pub exp_cmdsn: AtomicU32,
-    /// Commands received and not yet answered.
-    pub running: AtomicU32,
+    state: AtomicU64,
     /// Queue depth (window size).
     pub depth: u32,
 }
@@ -74,18 +72,44 @@ impl CmdWindow {
     /// A window starting at `exp_cmdsn`.
     pub fn new(exp_cmdsn: u32, depth: u32) -> Self {
         Self {
-            exp_cmdsn: AtomicU32::new(exp_cmdsn),
-            running: AtomicU32::new(0),
+            state: AtomicU64::new((exp_cmdsn as u64) << 32),
             depth: depth.max(1),
         }
     }
 
-    /// (ExpCmdSN, MaxCmdSN) as they stand now. MaxCmdSN never moves back: a new command
-    /// raises ExpCmdSN and `running` together, a completion lowers `running`.
+    /// (ExpCmdSN, MaxCmdSN) as they stand now.
     pub fn current(&self) -> (u32, u32) {
-        let exp = self.exp_cmdsn.load(Ordering::Acquire);
-        let running = self.running.load(Ordering::Acquire).min(self.depth);
+        let s = self.state.load(Ordering::Acquire);
+        let exp = (s >> 32) as u32;
+        let running = (s as u32).min(self.depth);
         (exp, exp.wrapping_add(self.depth - running).wrapping_sub(1))
+    }
+
+    /// ExpCmdSN.
+    pub fn exp_cmdsn(&self) -> u32 {
+        (self.state.load(Ordering::Acquire) >> 32) as u32
+    }
+
+    /// Commands running.
+    pub fn running(&self) -> u32 {
+        self.state.load(Ordering::Acquire) as u32
+    }
+
+    /// A non-immediate command with the expected CmdSN arrived: ExpCmdSN advances, and
+    /// with `task` the command also occupies a slot until [`CmdWindow::complete`].
+    pub fn advance(&self, task: bool) {
+        let add = (1u64 << 32) + task as u64;
+        self.state.fetch_add(add, Ordering::AcqRel);
+    }
+
+    /// An immediate command occupies a slot without advancing ExpCmdSN.
+    pub fn occupy(&self) {
+        self.state.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A command finished (answered or aborted).
+    pub fn complete(&self) {
+        self.state.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -198,7 +222,7 @@ mod tests {
     async fn assigns_statsn_and_window() {
         let (tx, rx) = mpsc::unbounded_channel();
         let window = Arc::new(CmdWindow::new(10, 4));
-        window.running.store(1, Ordering::Release);
+        window.occupy();
         let big = Bytes::from(vec![7u8; 10_000]);
         tx.send(OutPdu::status(Bhs::new(Opcode::SCSI_RESPONSE), Bytes::new())).unwrap();
         tx.send(OutPdu {

@@ -1,0 +1,244 @@
+//! The table of logged-in sessions: TSIH allocation, reinstatement by ISID, and what the
+//! management side lists and acts on.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::iscsi::login::Params;
+use crate::scsi::ItNexus;
+
+/// What identifies a session for reinstatement (RFC 7143 §6.3.5).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    /// InitiatorName.
+    pub initiator: String,
+    /// ISID.
+    pub isid: [u8; 6],
+    /// TargetName (empty for discovery).
+    pub target: String,
+}
+
+/// Per-session counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// SCSI commands executed.
+    pub commands: AtomicU64,
+    /// Bytes sent as Data-In.
+    pub read_bytes: AtomicU64,
+    /// Bytes received as Data-Out / immediate data.
+    pub write_bytes: AtomicU64,
+    /// Commands that ended in CHECK CONDITION or another non-GOOD status.
+    pub errors: AtomicU64,
+}
+
+/// A logged-in session as others see it.
+#[derive(Debug)]
+pub struct SessionHandle {
+    /// TSIH.
+    pub tsih: u16,
+    /// Identity.
+    pub key: SessionKey,
+    /// Initiator address.
+    pub peer: SocketAddr,
+    /// Portal address the connection came in on.
+    pub local: SocketAddr,
+    /// Discovery session.
+    pub discovery: bool,
+    /// Negotiated parameters.
+    pub params: Params,
+    /// Counters.
+    pub counters: Counters,
+    /// When the login completed.
+    pub since: Instant,
+    /// The session's I_T nexus (normal sessions).
+    pub nexus: Option<Arc<ItNexus>>,
+    /// Set to true to make the session log out (reinstatement, access removed, shutdown).
+    pub kill: watch::Sender<bool>,
+}
+
+/// All sessions.
+#[derive(Debug, Default)]
+pub struct SessionTable {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_tsih: u16,
+    by_tsih: HashMap<u16, Arc<SessionHandle>>,
+}
+
+/// Removes the session from the table when the connection ends.
+#[derive(Debug)]
+pub struct Registration<'a> {
+    table: &'a SessionTable,
+    /// The session.
+    pub handle: Arc<SessionHandle>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut g = self.table.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.by_tsih.get(&self.handle.tsih).is_some_and(|h| Arc::ptr_eq(h, &self.handle)) {
+            g.by_tsih.remove(&self.handle.tsih);
+        }
+    }
+}
+
+/// What the caller supplies to register a session.
+#[derive(Debug)]
+pub struct NewSession {
+    /// Identity.
+    pub key: SessionKey,
+    /// TSIH the initiator sent (0 = new session).
+    pub tsih: u16,
+    /// Initiator address.
+    pub peer: SocketAddr,
+    /// Portal address.
+    pub local: SocketAddr,
+    /// Discovery session.
+    pub discovery: bool,
+    /// Negotiated parameters.
+    pub params: Params,
+    /// Nexus of a normal session.
+    pub nexus: Option<Arc<ItNexus>>,
+}
+
+/// Why a session could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// A non-zero TSIH that names no session of this initiator.
+    #[error("session does not exist")]
+    NoSuchSession,
+}
+
+impl SessionTable {
+    /// Registers a session after a successful login. An existing session with the same
+    /// initiator, ISID and target is told to end first (session reinstatement); a
+    /// non-zero TSIH keeps its number (connection reinstatement at ERL 0).
+    pub async fn register(&self, s: NewSession) -> Result<(Registration<'_>, watch::Receiver<bool>), RegisterError> {
+        let old: Vec<Arc<SessionHandle>> = {
+            let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if s.tsih != 0 && !g.by_tsih.get(&s.tsih).is_some_and(|h| h.key == s.key) {
+                return Err(RegisterError::NoSuchSession);
+            }
+            g.by_tsih.values().filter(|h| h.key == s.key).cloned().collect()
+        };
+        for h in &old {
+            tracing::info!(initiator = %h.key.initiator, tsih = h.tsih, "reinstating session");
+            let _ = h.kill.send(true);
+        }
+        // Wait (bounded) for the old sessions to end and drop out of the table.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !old.is_empty() && Instant::now() < deadline {
+            let gone = {
+                let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                old.iter().all(|h| !g.by_tsih.values().any(|x| Arc::ptr_eq(x, h)))
+            };
+            if gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (kill, kill_rx) = watch::channel(false);
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let tsih = if s.tsih != 0 {
+            s.tsih
+        } else {
+            loop {
+                g.next_tsih = g.next_tsih.wrapping_add(1);
+                if g.next_tsih != 0 && !g.by_tsih.contains_key(&g.next_tsih) {
+                    break g.next_tsih;
+                }
+            }
+        };
+        let handle = Arc::new(SessionHandle {
+            tsih,
+            key: s.key,
+            peer: s.peer,
+            local: s.local,
+            discovery: s.discovery,
+            params: s.params,
+            counters: Counters::default(),
+            since: Instant::now(),
+            nexus: s.nexus,
+            kill,
+        });
+        g.by_tsih.insert(tsih, handle.clone());
+        Ok((Registration { table: self, handle }, kill_rx))
+    }
+
+    /// Every session, by TSIH.
+    pub fn list(&self) -> Vec<Arc<SessionHandle>> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = g.by_tsih.values().cloned().collect();
+        v.sort_by_key(|h| h.tsih);
+        v
+    }
+
+    /// Number of sessions.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_tsih.len()
+    }
+
+    /// Whether there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SessionHandle {
+    /// Adds to a counter.
+    pub fn count(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iscsi::login::{Offer, Params};
+
+    fn new(isid: u8, tsih: u16) -> NewSession {
+        NewSession {
+            key: SessionKey {
+                initiator: "iqn.x:i".into(),
+                isid: [isid, 0, 0, 0, 0, 1],
+                target: "iqn.x:t".into(),
+            },
+            tsih,
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            local: "127.0.0.1:3260".parse().unwrap(),
+            discovery: false,
+            params: Params::defaults(&Offer::default()),
+            nexus: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn reinstatement_kills_the_old_session() {
+        let t = SessionTable::default();
+        let (r1, mut k1) = t.register(new(1, 0)).await.unwrap();
+        let tsih1 = r1.handle.tsih;
+        assert_ne!(tsih1, 0);
+        let (r2, _k2) = t.register(new(2, 0)).await.unwrap();
+        assert_ne!(r2.handle.tsih, tsih1);
+        assert_eq!(t.len(), 2);
+        let fut = t.register(new(1, 0));
+        let waiter = async {
+            k1.changed().await.unwrap();
+            assert!(*k1.borrow());
+            drop(r1);
+        };
+        let (res, ()) = tokio::join!(fut, waiter);
+        let (r3, _) = res.unwrap();
+        assert_eq!(t.len(), 2);
+        assert_ne!(r3.handle.tsih, 0);
+        assert_eq!(t.register(new(9, 999)).await.unwrap_err(), RegisterError::NoSuchSession);
+    }
+}
