@@ -1,52 +1,94 @@
 //! Operation codes and the static table of supported commands (REPORT SUPPORTED
 //! OPERATION CODES reads it; the parser accepts only opcodes listed here).
 
-#![allow(missing_docs)]
-
+/// TEST UNIT READY.
 pub const TEST_UNIT_READY: u8 = 0x00;
+/// REQUEST SENSE.
 pub const REQUEST_SENSE: u8 = 0x03;
+/// READ(6).
 pub const READ_6: u8 = 0x08;
+/// WRITE(6).
 pub const WRITE_6: u8 = 0x0a;
+/// INQUIRY.
 pub const INQUIRY: u8 = 0x12;
+/// MODE SELECT(6).
 pub const MODE_SELECT_6: u8 = 0x15;
+/// RESERVE(6).
 pub const RESERVE_6: u8 = 0x16;
+/// RELEASE(6).
 pub const RELEASE_6: u8 = 0x17;
+/// MODE SENSE(6).
 pub const MODE_SENSE_6: u8 = 0x1a;
+/// START STOP UNIT.
 pub const START_STOP_UNIT: u8 = 0x1b;
+/// PREVENT ALLOW.
 pub const PREVENT_ALLOW: u8 = 0x1e;
+/// READ CAPACITY(10).
 pub const READ_CAPACITY_10: u8 = 0x25;
+/// READ(10).
 pub const READ_10: u8 = 0x28;
+/// WRITE(10).
 pub const WRITE_10: u8 = 0x2a;
+/// WRITE VERIFY(10).
 pub const WRITE_VERIFY_10: u8 = 0x2e;
+/// VERIFY(10).
 pub const VERIFY_10: u8 = 0x2f;
+/// PRE FETCH(10).
 pub const PRE_FETCH_10: u8 = 0x34;
+/// SYNC CACHE(10).
 pub const SYNC_CACHE_10: u8 = 0x35;
+/// WRITE SAME(10).
 pub const WRITE_SAME_10: u8 = 0x41;
+/// UNMAP.
 pub const UNMAP: u8 = 0x42;
+/// MODE SELECT(10).
 pub const MODE_SELECT_10: u8 = 0x55;
+/// RESERVE(10).
 pub const RESERVE_10: u8 = 0x56;
+/// RELEASE(10).
 pub const RELEASE_10: u8 = 0x57;
+/// MODE SENSE(10).
 pub const MODE_SENSE_10: u8 = 0x5a;
+/// PR IN.
 pub const PR_IN: u8 = 0x5e;
+/// PR OUT.
 pub const PR_OUT: u8 = 0x5f;
+/// READ(16).
 pub const READ_16: u8 = 0x88;
+/// COMPARE AND WRITE.
 pub const COMPARE_AND_WRITE: u8 = 0x89;
+/// WRITE(16).
 pub const WRITE_16: u8 = 0x8a;
+/// WRITE VERIFY(16).
 pub const WRITE_VERIFY_16: u8 = 0x8e;
+/// VERIFY(16).
 pub const VERIFY_16: u8 = 0x8f;
+/// PRE FETCH(16).
 pub const PRE_FETCH_16: u8 = 0x90;
+/// SYNC CACHE(16).
 pub const SYNC_CACHE_16: u8 = 0x91;
+/// WRITE SAME(16).
 pub const WRITE_SAME_16: u8 = 0x93;
+/// SERVICE ACTION IN(16).
 pub const SERVICE_ACTION_IN_16: u8 = 0x9e;
+/// REPORT LUNS.
 pub const REPORT_LUNS: u8 = 0xa0;
+/// MAINTENANCE IN.
 pub const MAINTENANCE_IN: u8 = 0xa3;
+/// READ(12).
 pub const READ_12: u8 = 0xa8;
+/// WRITE(12).
 pub const WRITE_12: u8 = 0xaa;
+/// WRITE VERIFY(12).
 pub const WRITE_VERIFY_12: u8 = 0xae;
+/// VERIFY(12).
 pub const VERIFY_12: u8 = 0xaf;
 
+/// Service action: READ CAPACITY 16.
 pub const SA_READ_CAPACITY_16: u8 = 0x10;
+/// Service action: GET LBA STATUS.
 pub const SA_GET_LBA_STATUS: u8 = 0x12;
+/// Service action: REPORT OPCODES.
 pub const SA_REPORT_OPCODES: u8 = 0x0c;
 
 /// One supported command: opcode, service action, and its CDB usage data (whose length

@@ -115,7 +115,8 @@ pub async fn write(
         return Ok(spc::ok());
     }
     if data.len() < len {
-        return Err(Sense::INVALID_FIELD_IN_CDB);
+        // Data-Out shorter than the transfer length (EDTL < SPDTL): write nothing.
+        return Err(Sense::INVALID_FIELD_IN_IU);
     }
     data.truncate(len);
     ctx.unit()
@@ -144,7 +145,7 @@ pub async fn verify(ctx: &Ctx<'_>, lba: u64, blocks: u32, bytchk: u8, data: &[u8
     let bs = ctx.unit().block_size() as usize;
     let want = if bytchk == 3 { bs } else { len };
     let Some(expected) = data.get(..want) else {
-        return Err(Sense::INVALID_FIELD_IN_CDB);
+        return Err(Sense::INVALID_FIELD_IN_IU);
     };
     let medium = ctx
         .unit()
@@ -242,7 +243,7 @@ pub async fn write_same(
         zeros = vec![0u8; bs];
         &zeros
     } else {
-        data.get(..bs).ok_or(Sense::INVALID_FIELD_IN_CDB)?
+        data.get(..bs).ok_or(Sense::INVALID_FIELD_IN_IU)?
     };
     let store = unit.backstore();
     let is_zero = block.iter().all(|&b| b == 0);
@@ -278,8 +279,8 @@ pub async fn compare_and_write(
     if len == 0 {
         return Ok(spc::ok());
     }
-    if data.len() < 2 * len {
-        return Err(Sense::INVALID_FIELD_IN_CDB);
+    if data.len() != 2 * len {
+        return Err(Sense::INVALID_FIELD_IN_IU);
     }
     let unit = ctx.unit();
     let store = unit.backstore();

@@ -83,6 +83,9 @@ impl Sense {
     pub const INVALID_FIELD_IN_PARAM: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x00);
     /// ILLEGAL REQUEST / INVALID RELEASE OF PERSISTENT RESERVATION (26/04).
     pub const INVALID_RELEASE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x04);
+    /// ILLEGAL REQUEST / INVALID FIELD IN COMMAND INFORMATION UNIT (0E/03): the Data-Out
+    /// buffer does not match what the CDB asks for.
+    pub const INVALID_FIELD_IN_IU: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x0e, 0x03);
     /// ILLEGAL REQUEST / PARAMETER LIST LENGTH ERROR (1A/00).
     pub const PARAM_LIST_LENGTH: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x1a, 0x00);
     /// ILLEGAL REQUEST / SAVING PARAMETERS NOT SUPPORTED (39/00).

@@ -280,9 +280,17 @@ async fn read_write_errors() {
     assert_eq!(wp.key, key::DATA_PROTECT);
     // Reads through the read-only mapping work.
     do_command_in(&n, 1, &rw10(0x28, 0, 1)).await;
-    // Short data-out.
+    // Short data-out: nothing written.
+    do_command_out(&n, 0, &rw10(0x2a, 0, 1), vec![7; BS]).await;
+    let iu = Sense::INVALID_FIELD_IN_IU;
+    do_command_fail(&n, 0, &rw10(0x2a, 0, 2), vec![0; BS], iu).await;
+    assert!(
+        do_command_in(&n, 0, &rw10(0x28, 0, 1))
+            .await
+            .iter()
+            .all(|&b| b == 7)
+    );
     let bad = Sense::INVALID_FIELD_IN_CDB;
-    do_command_fail(&n, 0, &rw10(0x2a, 0, 2), vec![0; BS], bad).await;
     // RDPROTECT / over the maximum transfer length.
     let mut c = rw10(0x28, 0, 1);
     c[1] = 0x20;
@@ -591,6 +599,10 @@ async fn compare_and_write() {
     )
     .await;
     do_command_out(&n, 0, &caw(0, 0), vec![]).await;
+    // Data-Out must be exactly twice the blocks.
+    let iu = Sense::INVALID_FIELD_IN_IU;
+    do_command_fail(&n, 0, &caw(0, 1), vec![0; 4 * BS], iu).await;
+    do_command_fail(&n, 0, &caw(0, 1), vec![0; BS], iu).await;
 }
 
 #[tokio::test]
