@@ -7,16 +7,28 @@
 //!
 //! Storage is reached only through [`crate::backstore::Backstore`].
 
-// IMPLEMENTATION NOTE (skeleton): the public API below is the contract the iSCSI layer and
-// the registry build against.
-
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use crate::backstore::Backstore;
-
+pub mod cdb;
+mod lun;
+mod mode;
+mod nexus;
+pub mod opcodes;
+pub mod pr;
+mod sbc;
 pub mod sense;
+mod spc;
+mod vpd;
+
+#[cfg(test)]
+mod tests;
+
+pub use cdb::Command;
+pub use lun::{LogicalUnit, LunIdentity, LunMap, MappedLun};
+pub use nexus::ItNexus;
+
+use pr::Access;
+use sense::Sense;
 
 /// SCSI status byte values (SAM-5).
 pub mod status {
@@ -64,56 +76,43 @@ pub struct ScsiResponse {
     pub data_out_len: Option<u32>,
 }
 
-/// Stable identity of a logical unit, persisted in the state dir by the registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LunIdentity {
-    /// Unit serial number (VPD 0x80), ASCII, at most 32 characters.
-    pub serial: String,
-    /// NAA locally-assigned identifier (VPD 0x83, NAA type 3): the top nibble is 3.
-    pub naa: u64,
-}
+impl ScsiResponse {
+    /// GOOD with `data` as Data-In.
+    pub fn good(data: Bytes) -> Self {
+        ScsiResponse {
+            status: status::GOOD,
+            sense: None,
+            data_in: data,
+        }
+    }
 
-/// A logical unit: a backstore plus its identity and attributes.
-#[derive(Debug)]
-pub struct LogicalUnit {
-    _private: (),
-}
+    /// CHECK CONDITION with `sense`.
+    pub fn check(sense: Sense) -> Self {
+        ScsiResponse {
+            status: status::CHECK_CONDITION,
+            sense: Some(sense),
+            data_in: Bytes::new(),
+        }
+    }
 
-impl LogicalUnit {
-    /// A logical unit over `backstore` with the given stable identity.
-    pub fn new(_backstore: Arc<Backstore>, _identity: LunIdentity) -> Self {
-        todo!("scsi implementation")
+    /// A bare status (RESERVATION CONFLICT, BUSY, ...) without sense or data.
+    pub fn status(status: u8) -> Self {
+        ScsiResponse {
+            status,
+            sense: None,
+            data_in: Bytes::new(),
+        }
     }
 }
 
-/// One entry of the LUN map an I_T nexus sees.
-#[derive(Debug, Clone)]
-pub struct MappedLun {
-    /// The LUN number the initiator uses.
-    pub lun: u64,
-    /// The logical unit behind it.
-    pub unit: Arc<LogicalUnit>,
-    /// Writes are refused with DATA PROTECT / WRITE PROTECTED; MODE SENSE sets WP.
-    pub read_only: bool,
+/// GOOD with `data` truncated to the allocation length `alloc`.
+pub(crate) fn reply(mut data: Vec<u8>, alloc: u32) -> ScsiResponse {
+    data.truncate(alloc as usize);
+    ScsiResponse::good(Bytes::from(data))
 }
 
-/// The LUNs one initiator sees on one target, sorted by `lun`.
-pub type LunMap = Vec<MappedLun>;
-
-/// Per I_T nexus state: who the initiator is, its LUN map (replaceable while the session
-/// runs), and its pending unit attentions.
-#[derive(Debug)]
-pub struct ItNexus {
-    _private: (),
-}
-
-impl ItNexus {
-    /// A nexus for `initiator_port` (e.g. `iqn...,i,0x<isid>`) on `target_port`
-    /// (e.g. `iqn...,t,0x0001`) seeing `luns`.
-    pub fn new(_initiator_port: String, _target_port: String, _luns: LunMap) -> Self {
-        todo!("scsi implementation")
-    }
-}
+/// Handler result: a response, or the sense of a CHECK CONDITION.
+pub(crate) type CmdResult = Result<ScsiResponse, Sense>;
 
 impl ItNexus {
     /// The current LUN map.
@@ -131,6 +130,154 @@ impl ItNexus {
 }
 
 /// Executes one command for `nexus`. Never panics on any CDB; never returns a Rust error.
-pub async fn execute(_nexus: &ItNexus, _cmd: ScsiCommand) -> ScsiResponse {
-    todo!("scsi implementation")
+pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
+    let parsed = cdb::parse(&cmd.cdb);
+    let opcode = cmd.cdb.first().copied().unwrap_or(0xff);
+    // INQUIRY, REPORT LUNS and REQUEST SENSE neither report nor clear unit attentions
+    // (REQUEST SENSE returns and clears it as its data).
+    let ua_exempt = matches!(
+        opcode,
+        opcodes::INQUIRY | opcodes::REPORT_LUNS | opcodes::REQUEST_SENSE
+    );
+    let Some((mapped, ua)) = nexus.lookup(cmd.lun, !ua_exempt) else {
+        return match (parsed, opcode) {
+            (Ok(c), opcodes::INQUIRY | opcodes::REPORT_LUNS | opcodes::REQUEST_SENSE) => {
+                spc::unmapped(nexus, c)
+            }
+            (Err(s), opcodes::INQUIRY | opcodes::REPORT_LUNS | opcodes::REQUEST_SENSE) => {
+                ScsiResponse::check(s)
+            }
+            _ => ScsiResponse::check(Sense::LUN_NOT_SUPPORTED),
+        };
+    };
+    if let (Some(ua), false) = (ua, ua_exempt) {
+        return ScsiResponse::check(ua);
+    }
+    let command = match parsed {
+        Ok(c) => c,
+        Err(s) => return ScsiResponse::check(s),
+    };
+    let unit = &mapped.unit;
+    let access = access(&command);
+    if !unit
+        .reservations
+        .permits(nexus.initiator_port(), nexus.target_port(), access)
+    {
+        return ScsiResponse::status(status::RESERVATION_CONFLICT);
+    }
+    let ctx = Ctx {
+        nexus,
+        m: &mapped,
+        ua,
+    };
+    match dispatch(&ctx, command, cmd.data_out).await {
+        Ok(r) => r,
+        Err(s) => ScsiResponse::check(s),
+    }
+}
+
+/// What a command needs to run against one mapped unit.
+pub(crate) struct Ctx<'a> {
+    /// The asking nexus.
+    pub nexus: &'a ItNexus,
+    /// The LUN map entry.
+    pub m: &'a MappedLun,
+    /// Unit attention pending (peeked, for REQUEST SENSE).
+    pub ua: Option<Sense>,
+}
+
+impl Ctx<'_> {
+    /// The logical unit.
+    pub fn unit(&self) -> &LogicalUnit {
+        &self.m.unit
+    }
+    /// Fails with WRITE PROTECTED on read-only mappings.
+    pub fn writable(&self) -> Result<(), Sense> {
+        if self.m.read_only {
+            Err(Sense::WRITE_PROTECTED)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn access(c: &Command) -> Access {
+    use Command::*;
+    match c {
+        TestUnitReady
+        | RequestSense { .. }
+        | Inquiry { .. }
+        | ReportLuns { .. }
+        | ReadCapacity10
+        | ReadCapacity16 { .. }
+        | ReportOpcodes { .. }
+        | PrIn { .. }
+        | PrOut { .. }
+        | Reserve
+        | Release => Access::Always,
+        PreventAllow { prevent: 0 } => Access::Spc2Allowed,
+        Read { .. } | Verify { .. } | ModeSense { .. } | GetLbaStatus { .. } | PreFetch { .. } => {
+            Access::Read
+        }
+        _ => Access::Write,
+    }
+}
+
+async fn dispatch(ctx: &Ctx<'_>, c: Command, data_out: Vec<u8>) -> CmdResult {
+    use Command::*;
+    match c {
+        TestUnitReady | StartStopUnit => Ok(ScsiResponse::good(Bytes::new())),
+        PreventAllow { prevent } => {
+            if prevent == 0 {
+                Ok(ScsiResponse::good(Bytes::new()))
+            } else {
+                // Not a removable medium: PREVENT is not supported.
+                Err(Sense::INVALID_FIELD_IN_CDB)
+            }
+        }
+        RequestSense { desc, alloc } => Ok(spc::request_sense(ctx, desc, alloc)),
+        Inquiry { evpd, page, alloc } => spc::inquiry(ctx, evpd, page, alloc),
+        ReportLuns { select, alloc } => spc::report_luns(ctx.nexus, select, alloc),
+        ReportOpcodes {
+            rctd,
+            options,
+            opcode,
+            sa,
+            alloc,
+        } => spc::report_opcodes(rctd, options, opcode, sa, alloc),
+        ModeSense {
+            ten,
+            dbd,
+            llbaa,
+            pc,
+            page,
+            subpage,
+            alloc,
+        } => mode::sense(ctx, ten, dbd, llbaa, pc, page, subpage, alloc),
+        ModeSelect { ten, sp, len } => mode::select(ctx, ten, sp, len, &data_out),
+        Reserve | Release | PrIn { .. } | PrOut { .. } => spc::reservation(ctx, c, &data_out),
+        ReadCapacity10 => Ok(sbc::read_capacity_10(ctx)),
+        ReadCapacity16 { alloc } => Ok(sbc::read_capacity_16(ctx, alloc)),
+        Read { lba, blocks } => sbc::read(ctx, lba, blocks).await,
+        Write { lba, blocks, fua } => sbc::write(ctx, lba, blocks, fua, data_out).await,
+        WriteAndVerify { lba, blocks } => sbc::write(ctx, lba, blocks, false, data_out).await,
+        Verify {
+            lba,
+            blocks,
+            bytchk,
+        } => sbc::verify(ctx, lba, blocks, bytchk, &data_out).await,
+        SyncCache { lba, blocks } => sbc::sync_cache(ctx, lba, blocks).await,
+        PreFetch { lba, blocks } => sbc::pre_fetch(ctx, lba, blocks),
+        Unmap { len } => sbc::unmap(ctx, len, &data_out).await,
+        WriteSame {
+            lba,
+            blocks,
+            unmap,
+            ndob,
+        } => sbc::write_same(ctx, lba, blocks, unmap, ndob, &data_out).await,
+        CompareAndWrite { lba, blocks, fua } => {
+            sbc::compare_and_write(ctx, lba, blocks, fua, data_out).await
+        }
+        GetLbaStatus { lba, alloc } => sbc::get_lba_status(ctx, lba, alloc).await,
+    }
 }
