@@ -83,6 +83,7 @@ impl ScsiResponse {
             status: status::GOOD,
             sense: None,
             data_in: data,
+            data_out_len: None,
         }
     }
 
@@ -92,6 +93,7 @@ impl ScsiResponse {
             status: status::CHECK_CONDITION,
             sense: Some(sense),
             data_in: Bytes::new(),
+            data_out_len: None,
         }
     }
 
@@ -101,6 +103,7 @@ impl ScsiResponse {
             status,
             sense: None,
             data_in: Bytes::new(),
+            data_out_len: None,
         }
     }
 }
@@ -114,20 +117,6 @@ pub(crate) fn reply(mut data: Vec<u8>, alloc: u32) -> ScsiResponse {
 /// Handler result: a response, or the sense of a CHECK CONDITION.
 pub(crate) type CmdResult = Result<ScsiResponse, Sense>;
 
-impl ItNexus {
-    /// The current LUN map.
-    pub fn luns(&self) -> Arc<LunMap> {
-        todo!("scsi implementation")
-    }
-    /// Replaces the LUN map (queues REPORTED LUNS DATA HAS CHANGED).
-    pub fn set_luns(&self, _map: LunMap) {
-        todo!("scsi implementation")
-    }
-    /// LOGICAL UNIT RESET of `lun` by this nexus.
-    pub fn lun_reset(&self, _lun: u64) {
-        todo!("scsi implementation")
-    }
-}
 
 /// Executes one command for `nexus`. Never panics on any CDB; never returns a Rust error.
 pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
