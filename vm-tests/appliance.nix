@@ -41,7 +41,7 @@ in
           client1.succeed(f"nc -z -w 5 {IP} 22")
           client1.succeed(f"nc -z -w 5 {IP} 3260")
           # keys only
-          nas.succeed("${nodes.nas.services.openssh.package}/bin/sshd -T | grep -qix 'passwordauthentication no'")
+          nas.succeed("${nodes.nas.services.openssh.package}/bin/sshd -T | grep -ix 'passwordauthentication no'")
 
       with subtest("appliance: first-boot secrets, not in the store"):
           nas.succeed("test -s /var/lib/rustiscsi-secrets/client1 -a -s /var/lib/rustiscsi-secrets/nas-mutual")
