@@ -1,0 +1,11 @@
+# The ACL is keyed by a host name, not an initiator IQN.
+{
+  services.rustiscsi = {
+    enable = true;
+    backstores.disk0 = { kind = "fileio"; path = "/srv/iscsi/disk0.img"; size = "1G"; };
+    targets."iqn.2026-11.org.example.nas:t" = {
+      luns = [ { backstore = "disk0"; } ];
+      acls."client1.example.org" = { };
+    };
+  };
+}

@@ -1,0 +1,11 @@
+# A block backstore needs a path.
+{
+  services.rustiscsi = {
+    enable = true;
+    backstores.nas0.kind = "block";
+    targets."iqn.2026-11.org.example.nas:t" = {
+      luns = [ { backstore = "nas0"; } ];
+      acls."iqn.2005-03.org.open-iscsi:c" = { };
+    };
+  };
+}
