@@ -55,7 +55,8 @@ fn default_state_dir() -> PathBuf {
 fn load(args: &Args) -> anyhow::Result<ValidatedConfig> {
     let (mut cfg, origin) = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             // Parse first so that syntax errors keep their line numbers.
             let v = config::parse_all(&text, &path.display().to_string()).map_err(report_all)?;
             (v.config, path.display().to_string())
@@ -90,9 +91,15 @@ fn report_all(errs: Vec<config::ConfigError>) -> anyhow::Error {
 
 fn print_demo_banner(v: &ValidatedConfig) {
     let c = &v.config;
-    let Some(portal) = c.daemon.portals.first() else { return };
+    let Some(portal) = c.daemon.portals.first() else {
+        return;
+    };
     let iqn = config::DEMO_TARGET;
-    let path = c.backstores.get(config::DEMO_BACKSTORE).and_then(|b| b.path.clone()).unwrap_or_default();
+    let path = c
+        .backstores
+        .get(config::DEMO_BACKSTORE)
+        .and_then(|b| b.path.clone())
+        .unwrap_or_default();
     eprintln!(
         "rustiscsid: no --config given: serving the demo target\n\
          \x20 target   {iqn}\n\
@@ -112,7 +119,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let v = match load(&args) {
         Ok(v) => v,
         Err(e) => {
@@ -127,13 +137,20 @@ fn main() -> ExitCode {
         let n_targets = v.config.targets.len();
         println!(
             "{}: OK ({} backstores, {n_targets} targets, {} warnings)",
-            args.config.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_else(|| config::EMBEDDED_ORIGIN.into()),
+            args.config
+                .as_deref()
+                .map(Path::display)
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| config::EMBEDDED_ORIGIN.into()),
             v.config.backstores.len(),
             v.warnings.len()
         );
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rustiscsid: cannot start the runtime: {e}");
@@ -151,7 +168,8 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
-    let registry = Registry::build(&v, None).context("cannot build the target from the configuration")?;
+    let registry =
+        Registry::build(&v, None).context("cannot build the target from the configuration")?;
     let portals = v.config.daemon.portals.clone();
     for p in &portals {
         if !config::is_loopback(p.ip()) {
@@ -172,7 +190,11 @@ async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
     if args.config.is_none() {
         print_demo_banner(&v);
     }
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), ?portals, "rustiscsid ready");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        ?portals,
+        "rustiscsid ready"
+    );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     spawn_watchdog();
 
@@ -204,8 +226,12 @@ fn reload(args: &Args, ctx: &Arc<ServerCtx>) {
                 tracing::warn!("{w}");
             }
             match server::apply::apply(ctx, &v) {
-                Ok(a) => tracing::info!(logged_out = ?a.logged_out, remapped = ?a.remapped, "configuration reloaded"),
-                Err(e) => tracing::error!("reload failed, keeping the running configuration: {e:#}"),
+                Ok(a) => {
+                    tracing::info!(logged_out = ?a.logged_out, remapped = ?a.remapped, "configuration reloaded")
+                }
+                Err(e) => {
+                    tracing::error!("reload failed, keeping the running configuration: {e:#}")
+                }
             }
         }
     }

@@ -145,7 +145,10 @@ fn auth(chap: &Option<ChapConfig>, mutual: &Option<ChapConfig>) -> Result<Auth, 
     if let (Some(c), Some(m)) = (&a.chap, &a.mutual) {
         if c.secret == m.secret {
             return Err(RegistryError::Secret {
-                path: mutual.as_ref().map(|m| m.password_file.display().to_string()).unwrap_or_default(),
+                path: mutual
+                    .as_ref()
+                    .map(|m| m.password_file.display().to_string())
+                    .unwrap_or_default(),
                 reason: "the mutual CHAP secret must differ from the initiator's secret".into(),
             });
         }
@@ -173,7 +176,10 @@ pub fn offer(c: &Config) -> Offer {
 
 impl Registry {
     /// Builds a snapshot, reusing unchanged backstores of `previous`.
-    pub fn build(v: &ValidatedConfig, previous: Option<&Registry>) -> Result<Registry, RegistryError> {
+    pub fn build(
+        v: &ValidatedConfig,
+        previous: Option<&Registry>,
+    ) -> Result<Registry, RegistryError> {
         let c = &v.config;
         let state_err = |source| RegistryError::State {
             path: c.daemon.state_dir.display().to_string(),
@@ -224,11 +230,12 @@ impl Registry {
                         .mapped_luns
                         .iter()
                         .filter_map(|ml| {
-                            luns.get(&ml.target_lun.unwrap_or(ml.lun)).map(|u| MappedLun {
-                                lun: ml.lun,
-                                unit: u.clone(),
-                                read_only: ml.read_only,
-                            })
+                            luns.get(&ml.target_lun.unwrap_or(ml.lun))
+                                .map(|u| MappedLun {
+                                    lun: ml.lun,
+                                    unit: u.clone(),
+                                    read_only: ml.read_only,
+                                })
                         })
                         .collect();
                     m.sort_by_key(|ml| ml.lun);

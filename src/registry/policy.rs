@@ -8,14 +8,21 @@ use crate::iscsi::wire::codes::LoginStatus;
 
 fn in_networks(nets: &[ipnet::IpNet], peer: IpAddr) -> bool {
     let peer = match peer {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
     nets.is_empty() || nets.iter().any(|n| n.contains(&peer))
 }
 
 /// Checks the ACL and source networks; returns the credentials that apply.
-pub(super) fn admits<'a>(t: &'a Target, initiator: &str, peer: IpAddr) -> Result<&'a Auth, LoginStatus> {
+pub(super) fn admits<'a>(
+    t: &'a Target,
+    initiator: &str,
+    peer: IpAddr,
+) -> Result<&'a Auth, LoginStatus> {
     if !in_networks(&t.networks, peer) {
         return Err(LoginStatus::FORBIDDEN);
     }

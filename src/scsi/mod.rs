@@ -117,7 +117,6 @@ pub(crate) fn reply(mut data: Vec<u8>, alloc: u32) -> ScsiResponse {
 /// Handler result: a response, or the sense of a CHECK CONDITION.
 pub(crate) type CmdResult = Result<ScsiResponse, Sense>;
 
-
 /// Executes one command for `nexus`. Never panics on any CDB; never returns a Rust error.
 pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
     let parsed = cdb::parse(&cmd.cdb);

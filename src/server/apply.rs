@@ -22,9 +22,9 @@ pub struct Applied {
 
 fn same_map(a: &LunMap, b: &LunMap) -> bool {
     a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.lun == y.lun && x.read_only == y.read_only && Arc::ptr_eq(&x.unit, &y.unit))
+        && a.iter().zip(b).all(|(x, y)| {
+            x.lun == y.lun && x.read_only == y.read_only && Arc::ptr_eq(&x.unit, &y.unit)
+        })
 }
 
 /// Builds and installs the registry for `v`.

@@ -38,12 +38,16 @@ pub(super) struct LoggedIn<'a> {
 /// Serves one connection to its end.
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
     let _ = stream.set_nodelay(true);
-    let Ok(local) = stream.local_addr() else { return };
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let (rd, wr) = stream.into_split();
     let rd = BufReader::with_capacity(READ_BUF, rd);
     let registry = ctx.registry.load_full();
     let limit = Duration::from_secs(registry.config.daemon.login_timeout_secs.max(1) as u64);
-    let logged = match tokio::time::timeout(limit, login(rd, wr, peer, local, &registry, &ctx)).await {
+    let logged = match tokio::time::timeout(limit, login(rd, wr, peer, local, &registry, &ctx))
+        .await
+    {
         Err(_) => {
             tracing::warn!(%peer, "login not finished within {}s; connection closed", limit.as_secs());
             return;
@@ -69,7 +73,10 @@ async fn send(wr: &mut OwnedWriteHalf, reply: &LoginReply) -> std::io::Result<()
     let mut out = Vec::with_capacity(48 + reply.data.len() + 3);
     out.extend_from_slice(&reply.bhs.0);
     out.extend_from_slice(&reply.data);
-    out.resize(out.len() + crate::iscsi::wire::digest::padding(reply.data.len()), 0);
+    out.resize(
+        out.len() + crate::iscsi::wire::digest::padding(reply.data.len()),
+        0,
+    );
     wr.write_all(&out).await
 }
 
@@ -194,5 +201,8 @@ fn failure(req: &Bhs, status: LoginStatus) -> LoginReply {
     b.set_itt(req.itt());
     b.0[36] = status.class;
     b.0[37] = status.detail;
-    LoginReply { bhs: b, data: Vec::new() }
+    LoginReply {
+        bhs: b,
+        data: Vec::new(),
+    }
 }

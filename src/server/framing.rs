@@ -36,7 +36,10 @@ pub struct Header {
 }
 
 /// Reads one header (BHS, AHS, header digest). Returns `Closed` on a clean EOF before it.
-pub async fn read_header<R: AsyncBufRead + Unpin>(rd: &mut R, header_digest: bool) -> Result<Header, FramingError> {
+pub async fn read_header<R: AsyncBufRead + Unpin>(
+    rd: &mut R,
+    header_digest: bool,
+) -> Result<Header, FramingError> {
     if rd.fill_buf().await?.is_empty() {
         return Err(FramingError::Closed);
     }
@@ -100,8 +103,18 @@ pub async fn read_data<R: AsyncRead + Unpin>(
 }
 
 /// Reads and drops a data segment (after a protocol error we still must stay in sync).
-pub async fn skip_data<R: AsyncRead + Unpin>(rd: &mut R, len: usize, data_digest: bool) -> Result<(), FramingError> {
-    let total = len + padding(len) + if data_digest && len > 0 { DIGEST_LEN } else { 0 };
+pub async fn skip_data<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    len: usize,
+    data_digest: bool,
+) -> Result<(), FramingError> {
+    let total = len
+        + padding(len)
+        + if data_digest && len > 0 {
+            DIGEST_LEN
+        } else {
+            0
+        };
     let n = tokio::io::copy(&mut rd.take(total as u64), &mut tokio::io::sink()).await?;
     if n < total as u64 {
         return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
@@ -142,7 +155,10 @@ mod tests {
         let mut buf = Vec::new();
         assert!(read_data(&mut rd, 5, true, &mut buf).await.unwrap());
         assert_eq!(buf, b"hello");
-        assert!(matches!(read_header(&mut rd, true).await, Err(FramingError::Closed)));
+        assert!(matches!(
+            read_header(&mut rd, true).await,
+            Err(FramingError::Closed)
+        ));
     }
 
     #[tokio::test]
@@ -152,7 +168,10 @@ mod tests {
         put_header(&mut wire, &b, true);
         wire[2] ^= 1;
         let mut rd = tokio::io::BufReader::new(&wire[..]);
-        assert!(matches!(read_header(&mut rd, true).await, Err(FramingError::HeaderDigest)));
+        assert!(matches!(
+            read_header(&mut rd, true).await,
+            Err(FramingError::HeaderDigest)
+        ));
 
         let mut wire = b"abcd".to_vec();
         wire.extend_from_slice(&[0, 0, 0, 0]);
@@ -165,6 +184,9 @@ mod tests {
     async fn truncated_pdu_is_an_io_error() {
         let wire = [0u8; 20];
         let mut rd = tokio::io::BufReader::new(&wire[..]);
-        assert!(matches!(read_header(&mut rd, false).await, Err(FramingError::Io(_))));
+        assert!(matches!(
+            read_header(&mut rd, false).await,
+            Err(FramingError::Io(_))
+        ));
     }
 }

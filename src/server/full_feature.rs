@@ -96,7 +96,13 @@ struct Conn<'a> {
 }
 
 /// Runs the full feature phase until the connection ends, then drains its commands.
-pub(super) async fn run(l: LoggedIn<'_>, peer: SocketAddr, local: SocketAddr, ctx: &ServerCtx, registry: &Registry) {
+pub(super) async fn run(
+    l: LoggedIn<'_>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ctx: &ServerCtx,
+    registry: &Registry,
+) {
     let LoggedIn {
         mut rd,
         wr,
@@ -133,8 +139,12 @@ pub(super) async fn run(l: LoggedIn<'_>, peer: SocketAddr, local: SocketAddr, ct
     };
     let stop = conn.read_loop(&mut rd, &mut kill).await;
     match &stop {
-        Stop::Gone(why) => tracing::info!(%peer, initiator = %reg.handle.key.initiator, tsih = reg.handle.tsih, "connection closed: {why}"),
-        Stop::Done => tracing::info!(%peer, initiator = %reg.handle.key.initiator, tsih = reg.handle.tsih, "session ended"),
+        Stop::Gone(why) => {
+            tracing::info!(%peer, initiator = %reg.handle.key.initiator, tsih = reg.handle.tsih, "connection closed: {why}")
+        }
+        Stop::Done => {
+            tracing::info!(%peer, initiator = %reg.handle.key.initiator, tsih = reg.handle.tsih, "session ended")
+        }
     }
     // Pending write data will never arrive; running commands finish (bounded) so that
     // acknowledged writes are complete before the session disappears.
@@ -207,7 +217,9 @@ impl Conn<'_> {
                 Duration::from_secs(3600)
             } else {
                 match self.ping {
-                    Some((_, sent)) => (sent + nop_timeout).saturating_duration_since(Instant::now()),
+                    Some((_, sent)) => {
+                        (sent + nop_timeout).saturating_duration_since(Instant::now())
+                    }
                     None => nop_interval,
                 }
             };
@@ -377,7 +389,11 @@ impl Conn<'_> {
         self.send(OutPdu::status(b, Bytes::from(data)));
     }
 
-    async fn scsi_command(&mut self, h: &Header, rd: &mut BufReader<OwnedReadHalf>) -> Result<(), Stop> {
+    async fn scsi_command(
+        &mut self,
+        h: &Header,
+        rd: &mut BufReader<OwnedReadHalf>,
+    ) -> Result<(), Stop> {
         let bhs = &h.bhs;
         let flags = bhs.flags();
         let (fin, read, write) = (flags & 0x80 != 0, flags & 0x40 != 0, flags & 0x20 != 0);
@@ -415,7 +431,15 @@ impl Conn<'_> {
         let lun = decode_lun(lun_raw);
         if !write || edtl == 0 {
             framing::skip_data(rd, dlen as usize, dd).await?;
-            self.dispatch(itt, lun, lun_raw, cdb, Vec::new(), if read { edtl } else { 0 }, edtl);
+            self.dispatch(
+                itt,
+                lun,
+                lun_raw,
+                cdb,
+                Vec::new(),
+                if read { edtl } else { 0 },
+                edtl,
+            );
             return Ok(());
         }
         if edtl > MAX_EDTL {
@@ -432,7 +456,16 @@ impl Conn<'_> {
                 ..Default::default()
             };
             self.window.complete();
-            send_response(&self.tx, &self.session, &self.params, itt, lun_raw, 0, edtl, resp);
+            send_response(
+                &self.tx,
+                &self.session,
+                &self.params,
+                itt,
+                lun_raw,
+                0,
+                edtl,
+                resp,
+            );
             return Ok(());
         }
         let mut buf = Vec::with_capacity(edtl as usize);
@@ -442,7 +475,11 @@ impl Conn<'_> {
             return Ok(());
         }
         SessionHandle::count(&self.session.counters.write_bytes, dlen as u64);
-        let unsolicited_end = if fin { dlen } else { self.params.first_burst_length.min(edtl) };
+        let unsolicited_end = if fin {
+            dlen
+        } else {
+            self.params.first_burst_length.min(edtl)
+        };
         let task = WriteTask {
             lun,
             lun_raw,
@@ -470,7 +507,9 @@ impl Conn<'_> {
         let burst = self.params.max_burst_length;
         loop {
             let ttt = self.next_ttt;
-            let Some(t) = self.writes.get_mut(&itt) else { return };
+            let Some(t) = self.writes.get_mut(&itt) else {
+                return;
+            };
             if t.bursts.len() >= max_r2t || t.next_r2t_offset >= t.edtl {
                 return;
             }
@@ -519,13 +558,18 @@ impl Conn<'_> {
             end <= t.unsolicited_end as u64 && bhs.datasn() == t.unsolicited_datasn
         } else {
             t.bursts.iter().any(|b| {
-                b.ttt == ttt && offset >= b.offset && end <= (b.offset + b.len) as u64 && bhs.datasn() == b.datasn
+                b.ttt == ttt
+                    && offset >= b.offset
+                    && end <= (b.offset + b.len) as u64
+                    && bhs.datasn() == b.datasn
             })
         };
         if !valid {
             framing::skip_data(rd, dlen as usize, dd).await?;
             self.reject(bhs, RejectReason::ProtocolError);
-            return Err(Stop::Gone("Data-Out outside its burst or with a wrong DataSN".into()));
+            return Err(Stop::Gone(
+                "Data-Out outside its burst or with a wrong DataSN".into(),
+            ));
         }
         // DataPDUInOrder=Yes: data normally arrives exactly at the end of the buffer.
         let ok = if offset as usize == t.buf.len() {
@@ -567,7 +611,16 @@ impl Conn<'_> {
 
     /// Executes a command in its own task and queues its response.
     #[allow(clippy::too_many_arguments)]
-    fn dispatch(&self, itt: u32, lun: u64, lun_raw: u64, cdb: Bytes, data_out: Vec<u8>, expected_in: u32, edtl: u32) {
+    fn dispatch(
+        &self,
+        itt: u32,
+        lun: u64,
+        lun_raw: u64,
+        cdb: Bytes,
+        data_out: Vec<u8>,
+        expected_in: u32,
+        edtl: u32,
+    ) {
         let nexus = self.nexus.clone().expect("normal session");
         let tx = self.tx.clone();
         let session = self.session.clone();
@@ -586,12 +639,25 @@ impl Conn<'_> {
                 },
             )
             .await;
-            let mine = running.lock().unwrap_or_else(|e| e.into_inner()).remove(&itt).is_some();
+            let mine = running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&itt)
+                .is_some();
             if !mine {
                 return; // aborted by task management: no response
             }
             window.complete();
-            send_response(&tx, &session, &params, itt, lun_raw, expected_in, edtl, resp);
+            send_response(
+                &tx,
+                &session,
+                &params,
+                itt,
+                lun_raw,
+                expected_in,
+                edtl,
+                resp,
+            );
         });
         map.insert(
             itt,
@@ -604,14 +670,23 @@ impl Conn<'_> {
 
     fn abort_where(&mut self, pred: impl Fn(u32, u64) -> bool) -> usize {
         let mut n = 0;
-        let itts: Vec<u32> = self.writes.iter().filter(|(i, t)| pred(**i, t.lun)).map(|(i, _)| *i).collect();
+        let itts: Vec<u32> = self
+            .writes
+            .iter()
+            .filter(|(i, t)| pred(**i, t.lun))
+            .map(|(i, _)| *i)
+            .collect();
         for i in itts {
             self.writes.remove(&i);
             self.window.complete();
             n += 1;
         }
         let mut map = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let itts: Vec<u32> = map.iter().filter(|(i, r)| pred(**i, r.lun)).map(|(i, _)| *i).collect();
+        let itts: Vec<u32> = map
+            .iter()
+            .filter(|(i, r)| pred(**i, r.lun))
+            .map(|(i, _)| *i)
+            .collect();
         for i in itts {
             if let Some(r) = map.remove(&i) {
                 r.abort.abort();
@@ -678,9 +753,18 @@ impl Conn<'_> {
     fn text_request(&mut self, bhs: &Bhs, data: &[u8]) {
         let target = self.session.key.target.clone();
         let discovery = self.nexus.is_none();
-        let pieces = self.text.respond(bhs, data, self.params.initiator_mrdsl as usize, || {
-            super::text::send_targets(self.registry, &self.session.key.initiator, self.peer, self.local, discovery, &target)
-        });
+        let pieces = self
+            .text
+            .respond(bhs, data, self.params.initiator_mrdsl as usize, || {
+                super::text::send_targets(
+                    self.registry,
+                    &self.session.key.initiator,
+                    self.peer,
+                    self.local,
+                    discovery,
+                    &target,
+                )
+            });
         let (flags, ttt, body) = match pieces {
             Ok(x) => x,
             Err(reason) => {

@@ -62,7 +62,8 @@ pub async fn bind(portals: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
             let s2 = socket2_only_v6(&sock);
             s2?;
         }
-        sock.bind(*p).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {p}: {e}")))?;
+        sock.bind(*p)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {p}: {e}")))?;
         out.push(sock.listen(1024)?);
     }
     Ok(out)
@@ -100,7 +101,9 @@ pub async fn run(listeners: Vec<TcpListener>, ctx: Arc<ServerCtx>) {
     // Listeners stop; connections see the same signal and drain.
     tasks.abort_all();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while ctx.connections.available_permits() < ctx.registry.load().config.daemon.max_connections.max(1) as usize {
+    while ctx.connections.available_permits()
+        < ctx.registry.load().config.daemon.max_connections.max(1) as usize
+    {
         if tokio::time::Instant::now() > deadline {
             tracing::warn!("connections still open after 10 s; exiting anyway");
             break;

@@ -84,7 +84,10 @@ pub struct Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         let mut g = self.table.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.by_tsih.get(&self.handle.tsih).is_some_and(|h| Arc::ptr_eq(h, &self.handle)) {
+        if g.by_tsih
+            .get(&self.handle.tsih)
+            .is_some_and(|h| Arc::ptr_eq(h, &self.handle))
+        {
             g.by_tsih.remove(&self.handle.tsih);
         }
     }
@@ -121,13 +124,20 @@ impl SessionTable {
     /// Registers a session after a successful login. An existing session with the same
     /// initiator, ISID and target is told to end first (session reinstatement); a
     /// non-zero TSIH keeps its number (connection reinstatement at ERL 0).
-    pub async fn register(&self, s: NewSession) -> Result<(Registration<'_>, watch::Receiver<bool>), RegisterError> {
+    pub async fn register(
+        &self,
+        s: NewSession,
+    ) -> Result<(Registration<'_>, watch::Receiver<bool>), RegisterError> {
         let old: Vec<Arc<SessionHandle>> = {
             let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             if s.tsih != 0 && !g.by_tsih.get(&s.tsih).is_some_and(|h| h.key == s.key) {
                 return Err(RegisterError::NoSuchSession);
             }
-            g.by_tsih.values().filter(|h| h.key == s.key).cloned().collect()
+            g.by_tsih
+                .values()
+                .filter(|h| h.key == s.key)
+                .cloned()
+                .collect()
         };
         for h in &old {
             tracing::info!(initiator = %h.key.initiator, tsih = h.tsih, "reinstating session");
@@ -138,7 +148,8 @@ impl SessionTable {
         while !old.is_empty() && Instant::now() < deadline {
             let gone = {
                 let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-                old.iter().all(|h| !g.by_tsih.values().any(|x| Arc::ptr_eq(x, h)))
+                old.iter()
+                    .all(|h| !g.by_tsih.values().any(|x| Arc::ptr_eq(x, h)))
             };
             if gone {
                 break;
@@ -170,7 +181,13 @@ impl SessionTable {
             kill,
         });
         g.by_tsih.insert(tsih, handle.clone());
-        Ok((Registration { table: self, handle }, kill_rx))
+        Ok((
+            Registration {
+                table: self,
+                handle,
+            },
+            kill_rx,
+        ))
     }
 
     /// Every session, by TSIH.
@@ -183,7 +200,11 @@ impl SessionTable {
 
     /// Number of sessions.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_tsih.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_tsih
+            .len()
     }
 
     /// Whether there are no sessions.
@@ -239,6 +260,9 @@ mod tests {
         let (r3, _) = res.unwrap();
         assert_eq!(t.len(), 2);
         assert_ne!(r3.handle.tsih, 0);
-        assert_eq!(t.register(new(9, 999)).await.unwrap_err(), RegisterError::NoSuchSession);
+        assert_eq!(
+            t.register(new(9, 999)).await.unwrap_err(),
+            RegisterError::NoSuchSession
+        );
     }
 }

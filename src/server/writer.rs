@@ -224,7 +224,11 @@ mod tests {
         let window = Arc::new(CmdWindow::new(10, 4));
         window.occupy();
         let big = Bytes::from(vec![7u8; 10_000]);
-        tx.send(OutPdu::status(Bhs::new(Opcode::SCSI_RESPONSE), Bytes::new())).unwrap();
+        tx.send(OutPdu::status(
+            Bhs::new(Opcode::SCSI_RESPONSE),
+            Bytes::new(),
+        ))
+        .unwrap();
         tx.send(OutPdu {
             bhs: Bhs::new(Opcode::DATA_IN),
             data: big.clone(),

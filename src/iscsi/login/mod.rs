@@ -404,8 +404,9 @@ impl Login {
         let session_type = pairs.get("SessionType").unwrap_or("Normal");
         let target = match session_type {
             "Discovery" => None,
+            // iSCSI names compare case-insensitively (RFC 3722): keep them lowercase.
             "Normal" => match pairs.get("TargetName") {
-                Some(t) if !t.is_empty() => Some(t.to_string()),
+                Some(t) if !t.is_empty() => Some(t.to_ascii_lowercase()),
                 _ => {
                     return Err(self.fail(
                         req,
@@ -424,7 +425,7 @@ impl Login {
         };
         self.discovery = target.is_none();
         let who = LoginIdentity {
-            initiator: initiator.to_string(),
+            initiator: initiator.to_ascii_lowercase(),
             target,
             peer: self.peer,
         };
