@@ -239,7 +239,7 @@ impl Conn<'_> {
                 _ = shutdown.wait_for(|s| *s), if closing.is_none() => Ev::Shutdown,
                 r = tokio::time::timeout(idle, rd.fill_buf()) => match r {
                     Err(_) => Ev::Idle,
-                    Ok(Ok(b)) if b.is_empty() => Ev::Eof,
+                    Ok(Ok([])) => Ev::Eof,
                     Ok(Ok(_)) => Ev::Data,
                     Ok(Err(e)) => Ev::Err(e),
                 },

@@ -110,18 +110,9 @@ impl Ini {
         skip = padding(dlen) + if self.dd && dlen > 0 { 4 } else { 0 };
         let mut junk = vec![0u8; skip];
         self.s.read_exact(&mut junk).await.ok()?;
-        if b.opcode() != Opcode::DATA_IN || b.flags() & 1 != 0 {
-            if matches!(
-                b.opcode(),
-                Opcode::SCSI_RESPONSE
-                    | Opcode::NOP_IN
-                    | Opcode::TEXT_RESPONSE
-                    | Opcode::LOGOUT_RESPONSE
-                    | Opcode::DATA_IN
-            ) && b.itt() != RESERVED_TAG
-            {
-                self.statsn = b.statsn().wrapping_add(1);
-            }
+        let carries_status = b.opcode() != Opcode::DATA_IN || b.flags() & 1 != 0;
+        if carries_status && b.itt() != RESERVED_TAG && b.opcode() != Opcode::R2T {
+            self.statsn = b.statsn().wrapping_add(1);
         }
         Some((b, data))
     }

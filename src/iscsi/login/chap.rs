@@ -41,7 +41,7 @@ impl ChapAlgorithm {
     }
 
     /// Digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Self::Md5 => 16,
             Self::Sha1 => 20,
@@ -178,7 +178,7 @@ impl ChapState {
                 };
                 let mut idb = [0u8; 1];
                 random(&mut idb);
-                let mut challenge = vec![0u8; alg.len().max(16)];
+                let mut challenge = vec![0u8; alg.digest_len().max(16)];
                 random(&mut challenge);
                 let mut out = TextPairs::default();
                 out.push("CHAP_A", (alg as u8).to_string());
@@ -274,7 +274,7 @@ mod tests {
         ];
         for (alg, want) in cases {
             let got = hex::encode(alg.response(1, b"secret", &c));
-            assert_eq!(got.len(), alg.len() * 2);
+            assert_eq!(got.len(), alg.digest_len() * 2);
             assert_eq!(got, want, "{alg:?}");
         }
     }
