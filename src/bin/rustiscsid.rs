@@ -39,6 +39,9 @@ struct Args {
     log: String,
 }
 
+/// Portal port of the embedded default when not running as root.
+const UNPRIVILEGED_PORT: u16 = 13260;
+
 fn default_state_dir() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/lib/rustiscsi");
@@ -65,7 +68,9 @@ fn load(args: &Args) -> anyhow::Result<ValidatedConfig> {
             let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
             let mut c = config::embedded_default(&dir);
             if !nix::unistd::geteuid().is_root() {
+                // Unprivileged: no port below 1024 and no /run; stay on loopback.
                 c.daemon.control_socket = dir.join("control.sock");
+                c.daemon.portals = vec![SocketAddr::from(([127, 0, 0, 1], UNPRIVILEGED_PORT))];
             }
             (c, config::EMBEDDED_ORIGIN.to_string())
         }

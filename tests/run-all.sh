@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The one test command (README "Tests"): installs what the tests need with apt, then runs
+# every suite: formatting and lints, unit and integration tests, config fixtures, the Nix
+# checks, QEMU's iscsi:// round trip, libiscsi's compliance suite, and the kernel
+# initiator (open-iscsi) in a QEMU guest. Ends with "N passed, M failed" over the suites.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+results=()
+passed=0
+failed=0
+run() {
+  local name=$1
+  shift
+  local t0=$SECONDS
+  echo
+  echo "=== $name: $*"
+  if "$@"; then
+    results+=("PASS  $name ($((SECONDS - t0)) s)")
+    passed=$((passed + 1))
+  else
+    results+=("FAIL  $name ($((SECONDS - t0)) s)")
+    failed=$((failed + 1))
+  fi
+}
+
+tests/install-deps.sh || exit 1
+
+run "cargo fmt" cargo fmt --all -- --check
+run "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+run "cargo test" cargo test --locked
+run "layering (iscsi/scsi/backstore import no server/registry/config)" tests/check-layers.sh
+run "release build" cargo build --release --locked
+check_fixtures() {
+  local ok=0 f
+  for f in examples/*.toml nixos-module/examples/rendered/*.toml; do
+    target/release/rustiscsid --check --config "$f" || ok=1
+  done
+  return $ok
+}
+run "rustiscsid --check on examples and NixOS-rendered fixtures" check_fixtures
+run "nix: parse and evaluate" .ci/nix-check.sh
+run "shellcheck" tests/shellcheck.sh
+run "qemu-img iscsi:// round trip" tests/peers/qemu-img-roundtrip.sh
+run "libiscsi iscsi-test-cu (expected-pass list)" tests/peers/libiscsi-suite.sh
+run "open-iscsi in QEMU (vm-tests/debian)" vm-tests/debian/run.sh
+
+echo
+echo "=== summary"
+printf '%s\n' "${results[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

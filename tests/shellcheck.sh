@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# shellcheck over every shell script of the repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mapfile -t files < <(git ls-files '*.sh' .ci/run)
+shellcheck -x -S warning "${files[@]}"
+echo "shellcheck: ${#files[@]} scripts clean"
