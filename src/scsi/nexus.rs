@@ -132,6 +132,10 @@ impl ItNexus {
                 take(&seen.capacity, unit.capacity_gen(), consume)
                     .then_some(Sense::UA_CAPACITY_CHANGED)
             })
+            .or_else(|| {
+                unit.reservations
+                    .take_ua(&self.initiator_port, &self.target_port, consume)
+            })
             .or_else(|| self.take_luns_changed(consume));
         Some((view.map[i].clone(), ua))
     }
@@ -144,6 +148,17 @@ impl ItNexus {
             self.luns_changed.load(Ordering::Acquire)
         };
         pending.then_some(Sense::UA_LUNS_CHANGED)
+    }
+}
+
+impl Drop for ItNexus {
+    /// I_T nexus loss: SPC-2 reservations held through this nexus are released.
+    fn drop(&mut self) {
+        for s in &self.view.load().seen {
+            s.unit
+                .reservations
+                .nexus_lost(&self.initiator_port, &self.target_port);
+        }
     }
 }
 

@@ -690,11 +690,25 @@ async fn reservations() {
     // B preempts A's reservation and registration.
     let (c, p) = prout(4, 3, 0xbb, 0xaa);
     do_command_out(&b, 0, &c, p).await;
+    let preempted = Sense::UA_REGISTRATIONS_PREEMPTED;
+    do_command_fail(&a, 0, &rw10(0x28, 0, 1), vec![], preempted).await;
     let r = run(&a, 0, &rw10(0x28, 0, 1), vec![]).await;
     assert_eq!(r.status, status::RESERVATION_CONFLICT);
     let (c, p) = prout(3, 0, 0xbb, 0);
     do_command_out(&b, 0, &c, p).await;
     do_command_in(&a, 0, &rw10(0x28, 0, 1)).await;
+    // Nexus loss releases an SPC-2 reservation.
+    let c2 = nexus_for(&u, "iqn.c,i,0x3");
+    do_command_in(&c2, 0, &[0x16, 0, 0, 0, 0, 0]).await;
+    let r = run(&b, 0, &rw10(0x28, 0, 1), vec![]).await;
+    assert_eq!(r.status, status::RESERVATION_CONFLICT);
+    drop(c2);
+    do_command_in(&b, 0, &rw10(0x28, 0, 1)).await;
+    // LUN reset releases it too, and the other nexus sees the reset.
+    do_command_in(&a, 0, &[0x16, 0, 0, 0, 0, 0]).await;
+    assert!(a.lun_reset(0));
+    do_command_fail(&b, 0, &rw10(0x28, 0, 1), vec![], Sense::UA_LUN_RESET).await;
+    do_command_in(&b, 0, &[0x16, 0, 0, 0, 0, 0]).await;
 }
 
 #[tokio::test]
