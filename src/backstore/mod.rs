@@ -130,6 +130,9 @@ impl Backstore {
                         .path
                         .as_ref()
                         .ok_or_else(|| invalid("path is required"))?;
+                    if spec.size.is_none() && !path.exists() {
+                        return Err(invalid("size is required to create the file"));
+                    }
                     file::open(path, spec.size, spec.write_cache).map_err(open_err)?
                 } else {
                     let size = spec.size.ok_or_else(|| invalid("size is required"))?;

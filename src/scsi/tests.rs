@@ -739,3 +739,60 @@ async fn never_panics_on_random_cdbs() {
         }
     }
 }
+
+#[tokio::test]
+async fn fileio_lun_through_execute() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Backstore::open(&BackstoreSpec {
+            name: "f".into(),
+            kind: BackstoreKind::Fileio,
+            path: Some(dir.path().join("lun.img")),
+            size: Some(4 << 20),
+            block_size: 4096,
+            write_cache: true,
+        })
+        .unwrap(),
+    );
+    let u = Arc::new(LogicalUnit::new(
+        store,
+        LunIdentity {
+            serial: "F1".into(),
+            naa: 0x3000_0000_0000_0001,
+        },
+    ));
+    assert_eq!((u.block_size(), u.num_blocks()), (4096, 1024));
+    let n = nexus_for(&u, "iqn.f,i,0x1");
+    // Fresh sparse file: unmapped, zeros.
+    let mut gls = [0u8; 16];
+    gls[0] = 0x9e;
+    gls[1] = 0x12;
+    gls[13] = 24;
+    let d = do_command_in(&n, 0, &gls).await;
+    assert_eq!(d[20] & 0x0f, 1);
+    let mut w = rw16(0x8a, 3, 2);
+    w[1] = 0x08; // FUA with write cache: fdatasync after the write
+    do_command_out(&n, 0, &w, vec![0x42; 8192]).await;
+    let d = do_command_in(&n, 0, &rw10(0x28, 2, 4)).await;
+    assert!(d[..4096].iter().all(|&b| b == 0));
+    assert!(d[4096..12288].iter().all(|&b| b == 0x42));
+    assert!(d[12288..].iter().all(|&b| b == 0));
+    do_command_in(&n, 0, &rw10(0x35, 0, 0)).await;
+    // WCE reflects the write cache.
+    let d = do_command_in(&n, 0, &mode_sense6(0x08, 0, true)).await;
+    assert_eq!(d[6] & 0x04, 0x04);
+    // Online grow: capacity UA, then the new size.
+    let path = dir.path().join("lun.img");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    u.backstore().refresh_size().unwrap();
+    u.capacity_changed();
+    let rc10 = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    do_command_fail(&n, 0, &rc10, vec![], Sense::UA_CAPACITY_CHANGED).await;
+    let d = do_command_in(&n, 0, &rc10).await;
+    assert_eq!(&d[..], &[0, 0, 0x07, 0xff, 0, 0, 0x10, 0]);
+}
