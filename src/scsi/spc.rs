@@ -111,10 +111,6 @@ const TIMEOUTS: [u8; 12] = [0, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// REPORT SUPPORTED OPERATION CODES from the static table.
 pub fn report_opcodes(rctd: bool, options: u8, opcode: u8, sa: u16, alloc: u32) -> CmdResult {
-    if alloc < 4 {
-        // Too short for even the header: still legal, return nothing useful.
-        return Ok(reply(Vec::new(), alloc));
-    }
     let one = |e: Option<&opcodes::OpInfo>| {
         let mut d = vec![0u8, 0, 0, 0];
         match e {

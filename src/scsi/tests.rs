@@ -796,3 +796,23 @@ async fn fileio_lun_through_execute() {
     let d = do_command_in(&n, 0, &rc10).await;
     assert_eq!(&d[..], &[0, 0, 0x07, 0xff, 0, 0, 0x10, 0]);
 }
+
+#[test]
+fn execute_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (_, n) = setup();
+    let fut = execute(
+        &n,
+        ScsiCommand {
+            lun: 0,
+            cdb: Bytes::from_static(&[0, 0, 0, 0, 0, 0]),
+            data_out: Vec::new(),
+            expected_in: 0,
+        },
+    );
+    assert_send(&fut);
+    fn assert_sync<T: Send + Sync>() {}
+    assert_sync::<ItNexus>();
+    assert_sync::<LogicalUnit>();
+    assert_sync::<Backstore>();
+}
