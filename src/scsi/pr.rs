@@ -413,6 +413,7 @@ fn release(s: &mut State, me: &Nexus, scope: u8, k: u8) -> PrResult {
 fn preempt(s: &mut State, me: Nexus, sa_key: u64, scope: u8, k: u8) -> PrResult {
     let before_regs = s.regs.clone();
     let before = s.regs.len();
+    let mut took_over = false;
     match s.res.clone() {
         None => {
             if sa_key == 0 {
@@ -431,12 +432,14 @@ fn preempt(s: &mut State, me: Nexus, sa_key: u64, scope: u8, k: u8) -> PrResult 
                     holder: me.clone(),
                     kind: k,
                 });
+                took_over = true;
             } else if !all_registrants(r.kind) && holder_key == Some(sa_key) {
                 s.regs.retain(|g| g.key != sa_key || g.nexus == me);
                 s.res = Some(PersistentReservation {
                     holder: me.clone(),
                     kind: k,
                 });
+                took_over = true;
             } else {
                 if sa_key == 0 {
                     return Err(check(Sense::INVALID_FIELD_IN_PARAM));
@@ -451,7 +454,6 @@ fn preempt(s: &mut State, me: Nexus, sa_key: u64, scope: u8, k: u8) -> PrResult 
         }
     }
     let removed = before != s.regs.len();
-    let took_over = s.res.as_ref().is_some_and(|r| r.holder == me);
     if !removed && !took_over {
         return Err(conflict());
     }

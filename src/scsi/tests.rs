@@ -816,3 +816,79 @@ fn execute_future_is_send() {
     assert_sync::<LogicalUnit>();
     assert_sync::<Backstore>();
 }
+
+/// libiscsi's prout_reserve_access matrix: (type, registered reads, registered writes,
+/// unregistered reads, unregistered writes) for the second initiator.
+#[tokio::test]
+async fn persistent_reservation_access_matrix() {
+    let cases = [
+        (1u8, true, false, true, false),
+        (3, false, false, false, false),
+        (5, true, true, true, false),
+        (6, true, true, false, false),
+        (7, true, true, true, false),
+        (8, true, true, false, false),
+    ];
+    for (kind, reg_r, reg_w, unreg_r, unreg_w) in cases {
+        let u = unit();
+        let a = nexus_for(&u, "iqn.a,i,0x1");
+        let b = nexus_for(&u, "iqn.b,i,0x2");
+        let (c, p) = prout(6, 0, 0, 0xa1);
+        do_command_out(&a, 0, &c, p).await;
+        let (c, p) = prout(6, 0, 0, 0xb2);
+        do_command_out(&b, 0, &c, p).await;
+        let (c, p) = prout(1, kind, 0xa1, 0);
+        do_command_out(&a, 0, &c, p).await;
+        // READ RESERVATION: key 0 for all-registrants types.
+        let d = do_command_in(&a, 0, &[0x5e, 1, 0, 0, 0, 0, 0, 0x10, 0, 0]).await;
+        let key = u64::from_be_bytes(d[8..16].try_into().unwrap());
+        assert_eq!(key, if kind >= 7 { 0 } else { 0xa1 }, "type {kind}");
+        assert_eq!(d[21] & 0x0f, kind);
+        do_command_in(&a, 0, &rw10(0x28, 0, 1)).await;
+        do_command_out(&a, 0, &rw10(0x2a, 0, 1), vec![0; BS]).await;
+        let ok = |r: ScsiResponse| r.status == status::GOOD;
+        let conflict = |r: &ScsiResponse| r.status == status::RESERVATION_CONFLICT;
+        let r = run(&b, 0, &rw10(0x28, 0, 1), vec![]).await;
+        assert!(
+            if reg_r { ok(r) } else { conflict(&r) },
+            "type {kind} reg read"
+        );
+        let r = run(&b, 0, &rw10(0x2a, 0, 1), vec![0; BS]).await;
+        assert!(
+            if reg_w { ok(r) } else { conflict(&r) },
+            "type {kind} reg write"
+        );
+        // Unregister B.
+        let (c, p) = prout(0, 0, 0xb2, 0);
+        do_command_out(&b, 0, &c, p).await;
+        let r = run(&b, 0, &rw10(0x28, 0, 1), vec![]).await;
+        assert!(
+            if unreg_r { ok(r) } else { conflict(&r) },
+            "type {kind} unreg read"
+        );
+        let r = run(&b, 0, &rw10(0x2a, 0, 1), vec![0; BS]).await;
+        assert!(
+            if unreg_w { ok(r) } else { conflict(&r) },
+            "type {kind} unreg write"
+        );
+        // TEST UNIT READY, INQUIRY and READ CAPACITY never conflict.
+        do_command_in(&b, 0, &[0, 0, 0, 0, 0, 0]).await;
+        do_command_in(&b, 0, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]).await;
+        // Release with the right type, then unregister A.
+        let (c, p) = prout(2, kind, 0xa1, 0);
+        do_command_out(&a, 0, &c, p).await;
+        let (c, p) = prout(0, 0, 0xa1, 0);
+        do_command_out(&a, 0, &c, p).await;
+        let d = do_command_in(&a, 0, &[0x5e, 0, 0, 0, 0, 0, 0, 0x10, 0, 0]).await;
+        assert_eq!(&d[4..8], &[0, 0, 0, 0]);
+        // PR IN service actions above 3 are invalid.
+        do_command_fail(
+            &a,
+            0,
+            &[0x5e, 4, 0, 0, 0, 0, 0, 0x10, 0, 0],
+            vec![],
+            Sense::INVALID_FIELD_IN_CDB,
+        )
+        .await;
+    }
+}
