@@ -216,7 +216,7 @@ impl Reservations {
     }
 
     /// PERSISTENT RESERVE IN.
-    pub fn pr_in(&self, sa: u8, target_port_id: u16) -> PrResult {
+    pub fn pr_in(&self, sa: u8) -> PrResult {
         let s = self.lock();
         let mut d = Vec::with_capacity(64);
         d.extend_from_slice(&s.generation.to_be_bytes());
@@ -262,7 +262,7 @@ impl Reservations {
                         0
                     });
                     d.extend_from_slice(&[0; 4]);
-                    d.extend_from_slice(&target_port_id.to_be_bytes());
+                    d.extend_from_slice(&super::spc::target_port_id(&r.nexus.target).to_be_bytes());
                     d.extend_from_slice(&(tid.len() as u32).to_be_bytes());
                     d.extend_from_slice(&tid);
                 }
@@ -534,7 +534,7 @@ mod tests {
             Some(Sense::UA_REGISTRATIONS_PREEMPTED)
         );
         assert_eq!(r.take_ua(a, t, true), None);
-        let keys = r.pr_in(0, 1).unwrap();
+        let keys = r.pr_in(0).unwrap();
         assert_eq!(u32::from_be_bytes(keys[4..8].try_into().unwrap()), 8);
         // Release with the wrong type.
         assert_eq!(
@@ -543,10 +543,10 @@ mod tests {
         );
         r.pr_out(b, t, 2, 0, kind::EA, &params(0xb, 0)).unwrap();
         assert!(r.permits(a, t, Access::Write));
-        let full = r.pr_in(3, 1).unwrap();
+        let full = r.pr_in(3).unwrap();
         assert!(full.len() > 8 + 24);
         r.pr_out(b, t, 3, 0, 0, &params(0xb, 0)).unwrap();
-        assert_eq!(r.pr_in(0, 1).unwrap()[4..8], [0, 0, 0, 0]);
+        assert_eq!(r.pr_in(0).unwrap()[4..8], [0, 0, 0, 0]);
     }
 
     #[test]

@@ -172,7 +172,7 @@ pub fn reservation(ctx: &Ctx<'_>, c: Command, data_out: &[u8]) -> CmdResult {
     let (result, alloc) = match c {
         Command::Reserve => (r.reserve(i, t), 0),
         Command::Release => (r.release(i, t), 0),
-        Command::PrIn { sa, alloc } => (r.pr_in(sa, target_port_id(t)), alloc),
+        Command::PrIn { sa, alloc } => (r.pr_in(sa), alloc),
         Command::PrOut {
             sa,
             scope,

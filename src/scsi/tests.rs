@@ -892,3 +892,26 @@ async fn persistent_reservation_access_matrix() {
         .await;
     }
 }
+
+/// Rough per-command cost on a ramdisk: `cargo test --release -- --ignored bench`.
+#[tokio::test]
+#[ignore]
+async fn bench_ramdisk_4k_reads_and_writes() {
+    let (_, n) = setup();
+    let iters = 200_000u32;
+    let t = std::time::Instant::now();
+    for i in 0..iters {
+        let lba = (i * 8) % (BLOCKS as u32 - 8);
+        let r = run(&n, 0, &rw10(0x28, lba, 8), Vec::new()).await;
+        assert_eq!(r.data_in.len(), 4096);
+    }
+    let read = t.elapsed() / iters;
+    let t = std::time::Instant::now();
+    for i in 0..iters {
+        let lba = (i * 8) % (BLOCKS as u32 - 8);
+        let r = run(&n, 0, &rw10(0x2a, lba, 8), vec![1; 4096]).await;
+        assert_eq!(r.status, status::GOOD);
+    }
+    let write = t.elapsed() / iters;
+    println!("4k read {read:?}/cmd, 4k write {write:?}/cmd");
+}
