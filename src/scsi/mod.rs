@@ -223,10 +223,12 @@ async fn dispatch(ctx: &Ctx<'_>, c: Command, data_out: Vec<u8>) -> CmdResult {
     match c {
         TestUnitReady | StartStopUnit => Ok(ScsiResponse::good(Bytes::new())),
         PreventAllow { prevent } => {
-            if prevent == 0 {
+            // Nothing can be removed, so PREVENT/ALLOW is a no-op (libiscsi skips these
+            // tests for RMB=0; some initiators send PREVENT to fixed disks anyway). The
+            // obsolete values 10b/11b are refused.
+            if prevent < 2 {
                 Ok(ScsiResponse::good(Bytes::new()))
             } else {
-                // Not a removable medium: PREVENT is not supported.
                 Err(Sense::INVALID_FIELD_IN_CDB)
             }
         }
