@@ -461,14 +461,9 @@ async fn misc_commands() {
     let (_, n) = setup();
     do_command_in(&n, 0, &[0x1b, 0, 0, 0, 1, 0]).await;
     do_command_in(&n, 0, &[0x1e, 0, 0, 0, 0, 0]).await;
-    do_command_fail(
-        &n,
-        0,
-        &[0x1e, 0, 0, 0, 1, 0],
-        vec![],
-        Sense::INVALID_FIELD_IN_CDB,
-    )
-    .await;
+    do_command_in(&n, 0, &[0x1e, 0, 0, 0, 1, 0]).await;
+    let bad = Sense::INVALID_FIELD_IN_CDB;
+    do_command_fail(&n, 0, &[0x1e, 0, 0, 0, 2, 0], vec![], bad).await;
     // NACA in the control byte.
     do_command_fail(
         &n,
