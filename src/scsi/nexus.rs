@@ -119,6 +119,24 @@ impl ItNexus {
         true
     }
 
+    /// Resets every logical unit this nexus sees (TARGET WARM/COLD RESET as seen through
+    /// this nexus): like [`ItNexus::lun_reset`] for each mapped LUN.
+    pub fn target_reset(&self) {
+        let view = self.view.load();
+        for (i, seen) in view.seen.iter().enumerate() {
+            // A unit mapped at several LUNs is reset once.
+            if !view.seen[..i]
+                .iter()
+                .any(|s| Arc::ptr_eq(&s.unit, &seen.unit))
+            {
+                seen.unit.reset();
+            }
+        }
+        for seen in &view.seen {
+            seen.reset.store(seen.unit.reset_gen(), Ordering::Release);
+        }
+    }
+
     /// Looks up `lun`: the entry and the unit attention pending for it (consumed when
     /// `consume`).
     pub(crate) fn lookup(&self, lun: u64, consume: bool) -> Option<(MappedLun, Option<Sense>)> {

@@ -345,6 +345,10 @@ async fn request_sense_and_unit_attentions() {
     let d = do_command_in(&a, 0, &[0x03, 1, 0, 0, 18, 0]).await;
     assert_eq!(&d[..], &[0x72, 0, 0, 0, 0, 0, 0, 0]);
     // LUN reset by A: B gets 29/03 once, A nothing.
+    a.target_reset();
+    do_command_in(&a, 0, &[0, 0, 0, 0, 0, 0]).await;
+    do_command_fail(&b, 1, &[0, 0, 0, 0, 0, 0], vec![], Sense::UA_LUN_RESET).await;
+    do_command_fail(&b, 0, &[0, 0, 0, 0, 0, 0], vec![], Sense::UA_LUN_RESET).await;
     assert!(a.lun_reset(0));
     assert!(!a.lun_reset(9));
     do_command_in(&a, 0, &[0, 0, 0, 0, 0, 0]).await;
