@@ -57,6 +57,20 @@ pub(super) fn punch_hole(f: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// Writes `len` zero bytes at `offset` in chunks of at most 1 MiB.
+pub(super) fn zero_fill(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 1 << 20;
+    let zeros = vec![0u8; len.min(CHUNK) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(CHUNK) as usize;
+        f.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 fn seek(f: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
     let off = i64::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: plain syscall on a valid, owned file descriptor; positioned I/O elsewhere
@@ -90,4 +104,22 @@ pub(super) fn extent(f: &File, offset: u64, max_len: u64) -> io::Result<Extent> 
         mapped,
         len: len.min(max_len),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn zero_fill_overwrites() {
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(&vec![0xffu8; 3 << 20], 0).unwrap();
+        zero_fill(&f, 100, (2 << 20) + 5).unwrap();
+        let mut buf = vec![0u8; 3 << 20];
+        f.read_exact_at(&mut buf, 0).unwrap();
+        assert!(buf[..100].iter().all(|&b| b == 0xff));
+        assert!(buf[100..100 + (2 << 20) + 5].iter().all(|&b| b == 0));
+        assert!(buf[100 + (2 << 20) + 5..].iter().all(|&b| b == 0xff));
+    }
 }

@@ -130,6 +130,9 @@ impl Backstore {
                         .path
                         .as_ref()
                         .ok_or_else(|| invalid("path is required"))?;
+                    if spec.size.is_none() && !path.exists() {
+                        return Err(invalid("size is required to create the file"));
+                    }
                     file::open(path, spec.size, spec.write_cache).map_err(open_err)?
                 } else {
                     let size = spec.size.ok_or_else(|| invalid("size is required"))?;
@@ -283,7 +286,13 @@ impl Backstore {
         let kind = self.kind;
         self.run(move |f| match kind {
             BackstoreKind::Block => block::discard(f, offset, len),
-            _ => file::punch_hole(f, offset, len),
+            _ => match file::punch_hole(f, offset, len) {
+                // File systems without hole punching: keep "reads as zeros" by writing them.
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    file::zero_fill(f, offset, len)
+                }
+                r => r,
+            },
         })
         .await
         .map_err(BackstoreError::Discard)

@@ -122,6 +122,13 @@ fn invalid_specs() {
         Backstore::open(&spec(BackstoreKind::Ramdisk, None, Some(100))),
         Err(BackstoreError::Invalid { .. })
     ));
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.img");
+    assert!(matches!(
+        Backstore::open(&spec(BackstoreKind::Fileio, Some(missing.clone()), None)),
+        Err(BackstoreError::Invalid { .. })
+    ));
+    assert!(!missing.exists());
     assert!(matches!(
         Backstore::open(&spec(
             BackstoreKind::Block,

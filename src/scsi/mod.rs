@@ -6,6 +6,19 @@
 //! of range is a CHECK CONDITION response carrying [`sense::Sense`].
 //!
 //! Storage is reached only through [`crate::backstore::Backstore`].
+//!
+//! Layout: [`cdb`] parses CDBs into [`Command`]; `spc`, `vpd` and `mode` answer the
+//! device-independent commands, `sbc` the block commands; [`opcodes`] is the table behind
+//! REPORT SUPPORTED OPERATION CODES; [`pr`] holds SPC-2 and persistent reservations;
+//! `lun` and `nexus` hold [`LogicalUnit`] and [`ItNexus`].
+//!
+//! Order of checks in [`execute`]: LUN lookup (unmapped: only INQUIRY, REPORT LUNS and
+//! REQUEST SENSE are served, everything else is LOGICAL UNIT NOT SUPPORTED), pending unit
+//! attention, CDB parsing, reservation conflict, then the command itself.
+//!
+//! Unit attentions cost no lock: each [`LogicalUnit`] counts resets and capacity changes,
+//! each nexus remembers the counts it has reported, and a difference is one UA. Reservation
+//! UAs (preempted, released) are queued on the unit behind an atomic "pending" flag.
 
 use bytes::Bytes;
 
@@ -216,10 +229,12 @@ async fn dispatch(ctx: &Ctx<'_>, c: Command, data_out: Vec<u8>) -> CmdResult {
     match c {
         TestUnitReady | StartStopUnit => Ok(ScsiResponse::good(Bytes::new())),
         PreventAllow { prevent } => {
-            if prevent == 0 {
+            // Nothing can be removed, so PREVENT/ALLOW is a no-op (libiscsi skips these
+            // tests for RMB=0; some initiators send PREVENT to fixed disks anyway). The
+            // obsolete values 10b/11b are refused.
+            if prevent < 2 {
                 Ok(ScsiResponse::good(Bytes::new()))
             } else {
-                // Not a removable medium: PREVENT is not supported.
                 Err(Sense::INVALID_FIELD_IN_CDB)
             }
         }

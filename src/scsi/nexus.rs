@@ -119,6 +119,24 @@ impl ItNexus {
         true
     }
 
+    /// Resets every logical unit this nexus sees (TARGET WARM/COLD RESET as seen through
+    /// this nexus): like [`ItNexus::lun_reset`] for each mapped LUN.
+    pub fn target_reset(&self) {
+        let view = self.view.load();
+        for (i, seen) in view.seen.iter().enumerate() {
+            // A unit mapped at several LUNs is reset once.
+            if !view.seen[..i]
+                .iter()
+                .any(|s| Arc::ptr_eq(&s.unit, &seen.unit))
+            {
+                seen.unit.reset();
+            }
+        }
+        for seen in &view.seen {
+            seen.reset.store(seen.unit.reset_gen(), Ordering::Release);
+        }
+    }
+
     /// Looks up `lun`: the entry and the unit attention pending for it (consumed when
     /// `consume`).
     pub(crate) fn lookup(&self, lun: u64, consume: bool) -> Option<(MappedLun, Option<Sense>)> {
@@ -132,6 +150,10 @@ impl ItNexus {
                 take(&seen.capacity, unit.capacity_gen(), consume)
                     .then_some(Sense::UA_CAPACITY_CHANGED)
             })
+            .or_else(|| {
+                unit.reservations
+                    .take_ua(&self.initiator_port, &self.target_port, consume)
+            })
             .or_else(|| self.take_luns_changed(consume));
         Some((view.map[i].clone(), ua))
     }
@@ -144,6 +166,17 @@ impl ItNexus {
             self.luns_changed.load(Ordering::Acquire)
         };
         pending.then_some(Sense::UA_LUNS_CHANGED)
+    }
+}
+
+impl Drop for ItNexus {
+    /// I_T nexus loss: SPC-2 reservations held through this nexus are released.
+    fn drop(&mut self) {
+        for s in &self.view.load().seen {
+            s.unit
+                .reservations
+                .nexus_lost(&self.initiator_port, &self.target_port);
+        }
     }
 }
 

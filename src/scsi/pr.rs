@@ -66,6 +66,8 @@ struct PersistentReservation {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Unit attentions owed to other nexuses by PREEMPT, CLEAR and RELEASE.
+    uas: Vec<(Nexus, Sense)>,
     spc2: Option<Nexus>,
     generation: u32,
     regs: Vec<Registration>,
@@ -90,6 +92,7 @@ impl State {
 #[derive(Debug, Default)]
 pub struct Reservations {
     active: AtomicBool,
+    ua_pending: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -111,6 +114,37 @@ impl Reservations {
     fn update_active(&self, s: &State) {
         self.active
             .store(s.spc2.is_some() || s.res.is_some(), Ordering::Release);
+        self.ua_pending.store(!s.uas.is_empty(), Ordering::Release);
+    }
+
+    /// A reservation unit attention owed to `initiator`/`target` (removed when `consume`).
+    pub fn take_ua(&self, initiator: &str, target: &str, consume: bool) -> Option<Sense> {
+        if !self.ua_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut s = self.lock();
+        let i = s
+            .uas
+            .iter()
+            .position(|(n, _)| n.initiator == initiator && n.target == target)?;
+        let sense = s.uas[i].1;
+        if consume {
+            s.uas.remove(i);
+            self.update_active(&s);
+        }
+        Some(sense)
+    }
+
+    /// The I_T nexus is gone (logout, connection loss): its SPC-2 reservation ends.
+    pub fn nexus_lost(&self, initiator: &str, target: &str) {
+        let mut s = self.lock();
+        if s.spc2
+            .as_ref()
+            .is_some_and(|h| h.initiator == initiator && h.target == target)
+        {
+            s.spc2 = None;
+            self.update_active(&s);
+        }
     }
 
     /// LUN reset: SPC-2 reservations are released; persistent ones survive.
@@ -182,7 +216,7 @@ impl Reservations {
     }
 
     /// PERSISTENT RESERVE IN.
-    pub fn pr_in(&self, sa: u8, target_port_id: u16) -> PrResult {
+    pub fn pr_in(&self, sa: u8) -> PrResult {
         let s = self.lock();
         let mut d = Vec::with_capacity(64);
         d.extend_from_slice(&s.generation.to_be_bytes());
@@ -228,7 +262,7 @@ impl Reservations {
                         0
                     });
                     d.extend_from_slice(&[0; 4]);
-                    d.extend_from_slice(&target_port_id.to_be_bytes());
+                    d.extend_from_slice(&super::spc::target_port_id(&r.nexus.target).to_be_bytes());
                     d.extend_from_slice(&(tid.len() as u32).to_be_bytes());
                     d.extend_from_slice(&tid);
                 }
@@ -299,6 +333,13 @@ impl Reservations {
                     1 => reserve(&mut s, me, scope, kind),
                     2 => release(&mut s, &me, scope, kind),
                     3 => {
+                        let others: Vec<Nexus> = s
+                            .regs
+                            .iter()
+                            .map(|r| r.nexus.clone())
+                            .filter(|n| n != &me)
+                            .collect();
+                        queue_uas(&mut s, others, Sense::UA_RESERVATIONS_PREEMPTED);
                         s.regs.clear();
                         s.res = None;
                         s.generation = s.generation.wrapping_add(1);
@@ -353,12 +394,26 @@ fn release(s: &mut State, me: &Nexus, scope: u8, k: u8) -> PrResult {
     if scope != 0 || r.kind != k {
         return Err(check(Sense::INVALID_RELEASE));
     }
+    if matches!(
+        r.kind,
+        kind::WE_RO | kind::EA_RO | kind::WE_AR | kind::EA_AR
+    ) {
+        let others: Vec<Nexus> = s
+            .regs
+            .iter()
+            .map(|g| g.nexus.clone())
+            .filter(|n| n != me)
+            .collect();
+        queue_uas(s, others, Sense::UA_RESERVATIONS_RELEASED);
+    }
     s.res = None;
     Ok(Vec::new())
 }
 
 fn preempt(s: &mut State, me: Nexus, sa_key: u64, scope: u8, k: u8) -> PrResult {
+    let before_regs = s.regs.clone();
     let before = s.regs.len();
+    let mut took_over = false;
     match s.res.clone() {
         None => {
             if sa_key == 0 {
@@ -377,12 +432,14 @@ fn preempt(s: &mut State, me: Nexus, sa_key: u64, scope: u8, k: u8) -> PrResult 
                     holder: me.clone(),
                     kind: k,
                 });
+                took_over = true;
             } else if !all_registrants(r.kind) && holder_key == Some(sa_key) {
                 s.regs.retain(|g| g.key != sa_key || g.nexus == me);
                 s.res = Some(PersistentReservation {
                     holder: me.clone(),
                     kind: k,
                 });
+                took_over = true;
             } else {
                 if sa_key == 0 {
                     return Err(check(Sense::INVALID_FIELD_IN_PARAM));
@@ -397,12 +454,25 @@ fn preempt(s: &mut State, me: Nexus, sa_key: u64, scope: u8, k: u8) -> PrResult 
         }
     }
     let removed = before != s.regs.len();
-    let took_over = s.res.as_ref().is_some_and(|r| r.holder == me);
     if !removed && !took_over {
         return Err(conflict());
     }
+    let gone: Vec<Nexus> = before_regs
+        .into_iter()
+        .map(|r| r.nexus)
+        .filter(|n| s.reg(n).is_none())
+        .collect();
+    queue_uas(s, gone, Sense::UA_REGISTRATIONS_PREEMPTED);
     s.generation = s.generation.wrapping_add(1);
     Ok(Vec::new())
+}
+
+/// Queues `sense` for each of `to`, replacing an older reservation UA for the same nexus.
+fn queue_uas(s: &mut State, to: Vec<Nexus>, sense: Sense) {
+    for n in to {
+        s.uas.retain(|(m, _)| m != &n);
+        s.uas.push((n, sense));
+    }
 }
 
 /// iSCSI TransportID (SPC-4 7.6.4.6) for an initiator port name: format 01b
@@ -454,7 +524,17 @@ mod tests {
         // B preempts A.
         r.pr_out(b, t, 4, 0, kind::EA, &params(0xb, 0xa)).unwrap();
         assert!(!r.permits(a, t, Access::Read));
-        let keys = r.pr_in(0, 1).unwrap();
+        assert_eq!(r.take_ua(b, t, true), None);
+        assert_eq!(
+            r.take_ua(a, t, false),
+            Some(Sense::UA_REGISTRATIONS_PREEMPTED)
+        );
+        assert_eq!(
+            r.take_ua(a, t, true),
+            Some(Sense::UA_REGISTRATIONS_PREEMPTED)
+        );
+        assert_eq!(r.take_ua(a, t, true), None);
+        let keys = r.pr_in(0).unwrap();
         assert_eq!(u32::from_be_bytes(keys[4..8].try_into().unwrap()), 8);
         // Release with the wrong type.
         assert_eq!(
@@ -463,10 +543,10 @@ mod tests {
         );
         r.pr_out(b, t, 2, 0, kind::EA, &params(0xb, 0)).unwrap();
         assert!(r.permits(a, t, Access::Write));
-        let full = r.pr_in(3, 1).unwrap();
+        let full = r.pr_in(3).unwrap();
         assert!(full.len() > 8 + 24);
         r.pr_out(b, t, 3, 0, 0, &params(0xb, 0)).unwrap();
-        assert_eq!(r.pr_in(0, 1).unwrap()[4..8], [0, 0, 0, 0]);
+        assert_eq!(r.pr_in(0).unwrap()[4..8], [0, 0, 0, 0]);
     }
 
     #[test]
@@ -479,6 +559,11 @@ mod tests {
         assert!(r.permits("b", t, Access::Spc2Allowed));
         r.release("b", t).unwrap();
         assert!(!r.permits("b", t, Access::Write));
+        r.nexus_lost("b", t);
+        assert!(!r.permits("b", t, Access::Write));
+        r.nexus_lost("a", t);
+        assert!(r.permits("b", t, Access::Write));
+        r.reserve("a", t).unwrap();
         r.reset();
         assert!(r.permits("b", t, Access::Write));
     }

@@ -170,9 +170,6 @@ pub async fn verify(ctx: &Ctx<'_>, lba: u64, blocks: u32, bytchk: u8, data: &[u8
 /// SYNCHRONIZE CACHE (10/16); `blocks == 0` covers up to the end of the medium.
 pub async fn sync_cache(ctx: &Ctx<'_>, lba: u64, blocks: u32) -> CmdResult {
     range(ctx, lba, u64::from(blocks))?;
-    if lba > ctx.unit().num_blocks() {
-        return Err(Sense::LBA_OUT_OF_RANGE);
-    }
     ctx.unit()
         .backstore()
         .flush()

@@ -111,10 +111,6 @@ const TIMEOUTS: [u8; 12] = [0, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// REPORT SUPPORTED OPERATION CODES from the static table.
 pub fn report_opcodes(rctd: bool, options: u8, opcode: u8, sa: u16, alloc: u32) -> CmdResult {
-    if alloc < 4 {
-        // Too short for even the header: still legal, return nothing useful.
-        return Ok(reply(Vec::new(), alloc));
-    }
     let one = |e: Option<&opcodes::OpInfo>| {
         let mut d = vec![0u8, 0, 0, 0];
         match e {
@@ -176,7 +172,7 @@ pub fn reservation(ctx: &Ctx<'_>, c: Command, data_out: &[u8]) -> CmdResult {
     let (result, alloc) = match c {
         Command::Reserve => (r.reserve(i, t), 0),
         Command::Release => (r.release(i, t), 0),
-        Command::PrIn { sa, alloc } => (r.pr_in(sa, target_port_id(t)), alloc),
+        Command::PrIn { sa, alloc } => (r.pr_in(sa), alloc),
         Command::PrOut {
             sa,
             scope,

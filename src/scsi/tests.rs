@@ -345,6 +345,10 @@ async fn request_sense_and_unit_attentions() {
     let d = do_command_in(&a, 0, &[0x03, 1, 0, 0, 18, 0]).await;
     assert_eq!(&d[..], &[0x72, 0, 0, 0, 0, 0, 0, 0]);
     // LUN reset by A: B gets 29/03 once, A nothing.
+    a.target_reset();
+    do_command_in(&a, 0, &[0, 0, 0, 0, 0, 0]).await;
+    do_command_fail(&b, 1, &[0, 0, 0, 0, 0, 0], vec![], Sense::UA_LUN_RESET).await;
+    do_command_fail(&b, 0, &[0, 0, 0, 0, 0, 0], vec![], Sense::UA_LUN_RESET).await;
     assert!(a.lun_reset(0));
     assert!(!a.lun_reset(9));
     do_command_in(&a, 0, &[0, 0, 0, 0, 0, 0]).await;
@@ -461,14 +465,9 @@ async fn misc_commands() {
     let (_, n) = setup();
     do_command_in(&n, 0, &[0x1b, 0, 0, 0, 1, 0]).await;
     do_command_in(&n, 0, &[0x1e, 0, 0, 0, 0, 0]).await;
-    do_command_fail(
-        &n,
-        0,
-        &[0x1e, 0, 0, 0, 1, 0],
-        vec![],
-        Sense::INVALID_FIELD_IN_CDB,
-    )
-    .await;
+    do_command_in(&n, 0, &[0x1e, 0, 0, 0, 1, 0]).await;
+    let bad = Sense::INVALID_FIELD_IN_CDB;
+    do_command_fail(&n, 0, &[0x1e, 0, 0, 0, 2, 0], vec![], bad).await;
     // NACA in the control byte.
     do_command_fail(
         &n,
@@ -690,11 +689,25 @@ async fn reservations() {
     // B preempts A's reservation and registration.
     let (c, p) = prout(4, 3, 0xbb, 0xaa);
     do_command_out(&b, 0, &c, p).await;
+    let preempted = Sense::UA_REGISTRATIONS_PREEMPTED;
+    do_command_fail(&a, 0, &rw10(0x28, 0, 1), vec![], preempted).await;
     let r = run(&a, 0, &rw10(0x28, 0, 1), vec![]).await;
     assert_eq!(r.status, status::RESERVATION_CONFLICT);
     let (c, p) = prout(3, 0, 0xbb, 0);
     do_command_out(&b, 0, &c, p).await;
     do_command_in(&a, 0, &rw10(0x28, 0, 1)).await;
+    // Nexus loss releases an SPC-2 reservation.
+    let c2 = nexus_for(&u, "iqn.c,i,0x3");
+    do_command_in(&c2, 0, &[0x16, 0, 0, 0, 0, 0]).await;
+    let r = run(&b, 0, &rw10(0x28, 0, 1), vec![]).await;
+    assert_eq!(r.status, status::RESERVATION_CONFLICT);
+    drop(c2);
+    do_command_in(&b, 0, &rw10(0x28, 0, 1)).await;
+    // LUN reset releases it too, and the other nexus sees the reset.
+    do_command_in(&a, 0, &[0x16, 0, 0, 0, 0, 0]).await;
+    assert!(a.lun_reset(0));
+    do_command_fail(&b, 0, &rw10(0x28, 0, 1), vec![], Sense::UA_LUN_RESET).await;
+    do_command_in(&b, 0, &[0x16, 0, 0, 0, 0, 0]).await;
 }
 
 #[tokio::test]
@@ -724,4 +737,180 @@ async fn never_panics_on_random_cdbs() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn fileio_lun_through_execute() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Backstore::open(&BackstoreSpec {
+            name: "f".into(),
+            kind: BackstoreKind::Fileio,
+            path: Some(dir.path().join("lun.img")),
+            size: Some(4 << 20),
+            block_size: 4096,
+            write_cache: true,
+        })
+        .unwrap(),
+    );
+    let u = Arc::new(LogicalUnit::new(
+        store,
+        LunIdentity {
+            serial: "F1".into(),
+            naa: 0x3000_0000_0000_0001,
+        },
+    ));
+    assert_eq!((u.block_size(), u.num_blocks()), (4096, 1024));
+    let n = nexus_for(&u, "iqn.f,i,0x1");
+    // Fresh sparse file: unmapped, zeros.
+    let mut gls = [0u8; 16];
+    gls[0] = 0x9e;
+    gls[1] = 0x12;
+    gls[13] = 24;
+    let d = do_command_in(&n, 0, &gls).await;
+    assert_eq!(d[20] & 0x0f, 1);
+    let mut w = rw16(0x8a, 3, 2);
+    w[1] = 0x08; // FUA with write cache: fdatasync after the write
+    do_command_out(&n, 0, &w, vec![0x42; 8192]).await;
+    let d = do_command_in(&n, 0, &rw10(0x28, 2, 4)).await;
+    assert!(d[..4096].iter().all(|&b| b == 0));
+    assert!(d[4096..12288].iter().all(|&b| b == 0x42));
+    assert!(d[12288..].iter().all(|&b| b == 0));
+    do_command_in(&n, 0, &rw10(0x35, 0, 0)).await;
+    // WCE reflects the write cache.
+    let d = do_command_in(&n, 0, &mode_sense6(0x08, 0, true)).await;
+    assert_eq!(d[6] & 0x04, 0x04);
+    // Online grow: capacity UA, then the new size.
+    let path = dir.path().join("lun.img");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    u.backstore().refresh_size().unwrap();
+    u.capacity_changed();
+    let rc10 = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    do_command_fail(&n, 0, &rc10, vec![], Sense::UA_CAPACITY_CHANGED).await;
+    let d = do_command_in(&n, 0, &rc10).await;
+    assert_eq!(&d[..], &[0, 0, 0x07, 0xff, 0, 0, 0x10, 0]);
+}
+
+#[test]
+fn execute_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (_, n) = setup();
+    let fut = execute(
+        &n,
+        ScsiCommand {
+            lun: 0,
+            cdb: Bytes::from_static(&[0, 0, 0, 0, 0, 0]),
+            data_out: Vec::new(),
+            expected_in: 0,
+        },
+    );
+    assert_send(&fut);
+    fn assert_sync<T: Send + Sync>() {}
+    assert_sync::<ItNexus>();
+    assert_sync::<LogicalUnit>();
+    assert_sync::<Backstore>();
+}
+
+/// libiscsi's prout_reserve_access matrix: (type, registered reads, registered writes,
+/// unregistered reads, unregistered writes) for the second initiator.
+#[tokio::test]
+async fn persistent_reservation_access_matrix() {
+    let cases = [
+        (1u8, true, false, true, false),
+        (3, false, false, false, false),
+        (5, true, true, true, false),
+        (6, true, true, false, false),
+        (7, true, true, true, false),
+        (8, true, true, false, false),
+    ];
+    for (kind, reg_r, reg_w, unreg_r, unreg_w) in cases {
+        let u = unit();
+        let a = nexus_for(&u, "iqn.a,i,0x1");
+        let b = nexus_for(&u, "iqn.b,i,0x2");
+        let (c, p) = prout(6, 0, 0, 0xa1);
+        do_command_out(&a, 0, &c, p).await;
+        let (c, p) = prout(6, 0, 0, 0xb2);
+        do_command_out(&b, 0, &c, p).await;
+        let (c, p) = prout(1, kind, 0xa1, 0);
+        do_command_out(&a, 0, &c, p).await;
+        // READ RESERVATION: key 0 for all-registrants types.
+        let d = do_command_in(&a, 0, &[0x5e, 1, 0, 0, 0, 0, 0, 0x10, 0, 0]).await;
+        let key = u64::from_be_bytes(d[8..16].try_into().unwrap());
+        assert_eq!(key, if kind >= 7 { 0 } else { 0xa1 }, "type {kind}");
+        assert_eq!(d[21] & 0x0f, kind);
+        do_command_in(&a, 0, &rw10(0x28, 0, 1)).await;
+        do_command_out(&a, 0, &rw10(0x2a, 0, 1), vec![0; BS]).await;
+        let ok = |r: ScsiResponse| r.status == status::GOOD;
+        let conflict = |r: &ScsiResponse| r.status == status::RESERVATION_CONFLICT;
+        let r = run(&b, 0, &rw10(0x28, 0, 1), vec![]).await;
+        assert!(
+            if reg_r { ok(r) } else { conflict(&r) },
+            "type {kind} reg read"
+        );
+        let r = run(&b, 0, &rw10(0x2a, 0, 1), vec![0; BS]).await;
+        assert!(
+            if reg_w { ok(r) } else { conflict(&r) },
+            "type {kind} reg write"
+        );
+        // Unregister B.
+        let (c, p) = prout(0, 0, 0xb2, 0);
+        do_command_out(&b, 0, &c, p).await;
+        let r = run(&b, 0, &rw10(0x28, 0, 1), vec![]).await;
+        assert!(
+            if unreg_r { ok(r) } else { conflict(&r) },
+            "type {kind} unreg read"
+        );
+        let r = run(&b, 0, &rw10(0x2a, 0, 1), vec![0; BS]).await;
+        assert!(
+            if unreg_w { ok(r) } else { conflict(&r) },
+            "type {kind} unreg write"
+        );
+        // TEST UNIT READY, INQUIRY and READ CAPACITY never conflict.
+        do_command_in(&b, 0, &[0, 0, 0, 0, 0, 0]).await;
+        do_command_in(&b, 0, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]).await;
+        // Release with the right type, then unregister A.
+        let (c, p) = prout(2, kind, 0xa1, 0);
+        do_command_out(&a, 0, &c, p).await;
+        let (c, p) = prout(0, 0, 0xa1, 0);
+        do_command_out(&a, 0, &c, p).await;
+        let d = do_command_in(&a, 0, &[0x5e, 0, 0, 0, 0, 0, 0, 0x10, 0, 0]).await;
+        assert_eq!(&d[4..8], &[0, 0, 0, 0]);
+        // PR IN service actions above 3 are invalid.
+        do_command_fail(
+            &a,
+            0,
+            &[0x5e, 4, 0, 0, 0, 0, 0, 0x10, 0, 0],
+            vec![],
+            Sense::INVALID_FIELD_IN_CDB,
+        )
+        .await;
+    }
+}
+
+/// Rough per-command cost on a ramdisk: `cargo test --release -- --ignored bench`.
+#[tokio::test]
+#[ignore]
+async fn bench_ramdisk_4k_reads_and_writes() {
+    let (_, n) = setup();
+    let iters = 200_000u32;
+    let t = std::time::Instant::now();
+    for i in 0..iters {
+        let lba = (i * 8) % (BLOCKS as u32 - 8);
+        let r = run(&n, 0, &rw10(0x28, lba, 8), Vec::new()).await;
+        assert_eq!(r.data_in.len(), 4096);
+    }
+    let read = t.elapsed() / iters;
+    let t = std::time::Instant::now();
+    for i in 0..iters {
+        let lba = (i * 8) % (BLOCKS as u32 - 8);
+        let r = run(&n, 0, &rw10(0x2a, lba, 8), vec![1; 4096]).await;
+        assert_eq!(r.status, status::GOOD);
+    }
+    let write = t.elapsed() / iters;
+    println!("4k read {read:?}/cmd, 4k write {write:?}/cmd");
 }
