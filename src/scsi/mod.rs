@@ -171,9 +171,32 @@ pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
         m: &mapped,
         ua,
     };
-    match dispatch(&ctx, command, cmd.data_out).await {
+    let data_out_len = data_out_len(&command, unit.block_size());
+    let mut resp = match dispatch(&ctx, command, cmd.data_out).await {
         Ok(r) => r,
         Err(s) => ScsiResponse::check(s),
+    };
+    resp.data_out_len = data_out_len;
+    resp
+}
+
+/// Bytes of Data-Out the CDB transfers (for the transport's residual count).
+fn data_out_len(c: &Command, block_size: u32) -> Option<u32> {
+    use Command::*;
+    let blocks = |n: u32| Some(n.saturating_mul(block_size));
+    match *c {
+        Write { blocks: n, .. } | WriteAndVerify { blocks: n, .. } => blocks(n),
+        Verify {
+            blocks: n, bytchk, ..
+        } => match bytchk {
+            0 => Some(0),
+            3 => Some(block_size),
+            _ => blocks(n),
+        },
+        CompareAndWrite { blocks: n, .. } => blocks(n.saturating_mul(2)),
+        WriteSame { ndob, .. } => Some(if ndob { 0 } else { block_size }),
+        ModeSelect { len, .. } | Unmap { len } | PrOut { len, .. } => Some(len),
+        _ => None,
     }
 }
 

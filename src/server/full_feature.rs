@@ -840,7 +840,7 @@ fn send_response(
         res_flags = 0x02; // U: underflow
         residual = expected_in - data.len() as u32;
     }
-    if expected_in == 0 && edtl > 0 && resp.data_out_len.is_some() {
+    if expected_in == 0 && resp.data_out_len.is_some() {
         // A write: residual against the data the command actually transferred.
         let needed = resp.data_out_len.unwrap_or(edtl);
         if needed < edtl {
