@@ -12,7 +12,8 @@
 #                   instead of the generous settings rustiscsid offers by default
 #   --repeat N      runs per workload and target (default 3); the two targets alternate,
 #                   the best throughput of each is kept
-#   --out FILE      also write the table there (default target/peers/bench-compare-tgt.txt)
+#   --out FILE      also write the table there (default target/peers/bench-compare-tgt.txt);
+#                   every run (workload|peer|bytes|seconds|cpu ticks) goes to FILE.runs
 #
 # Both targets run side by side (idle while the other is measured). rustiscsid uses a
 # kind="ramdisk" backstore; tgt uses a fully allocated file on /dev/shm (bstype rdwr).
@@ -146,14 +147,15 @@ report() {
             k = $1 SUBSEP $2
             mibs = $3 / $4 / 1048576
             if (!(k in best) || mibs > best[k]) { best[k] = mibs; bestsecs[k] = $4; bestbytes[k] = $3 }
+            if (!(k in worst) || mibs < worst[k]) { worst[k] = mibs }
             bytes[k] += $3; ticks[k] += $5
             if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
         }
         END {
-            printf "%-30s %16s %16s %7s | %9s %9s %7s\n", "workload", "ours", "tgt", "ratio", \
-                "cpu ours", "cpu tgt", "ratio"
-            printf "%-30s %16s %16s %7s | %9s %9s %7s\n", "", "MiB/s (IOPS)", "MiB/s (IOPS)", \
-                "ours/tgt", "s/GiB", "s/GiB", "tgt/ours"
+            printf "%-30s %16s %16s %8s %6s | %8s %8s %8s\n", "workload", "ours", "tgt", "ratio", \
+                "spread", "cpu ours", "cpu tgt", "ratio"
+            printf "%-30s %16s %16s %8s %6s | %8s %8s %8s\n", "", "MiB/s (IOPS)", "MiB/s (IOPS)", \
+                "ours/tgt", "max/min", "s/GiB", "s/GiB", "tgt/ours"
             lt = 0; lc = 0; nc = 0
             for (i = 1; i <= n; i++) {
                 w = order[i]; o = w SUBSEP "ours"; t = w SUBSEP "ref"
@@ -167,10 +169,13 @@ report() {
                 ct = ticks[t] / clk / (bytes[t] / 1073741824)
                 cr = "n/a"
                 if (co > 0 && ct > 0) { cr = sprintf("%.2f", ct / co); lc += log(ct / co); nc++ }
-                printf "%-30s %16s %16s %7.2f | %9.2f %9.2f %7s\n", w, cell_o, cell_t, r, co, ct, cr
+                sp = best[o] / worst[o]; if (best[t] / worst[t] > sp) { sp = best[t] / worst[t] }
+                printf "%-30s %16s %16s %8.2f %6.2f | %8.2f %8.2f %8s\n", w, cell_o, cell_t, r, sp, co, ct, cr
             }
-            printf "%-30s %16s %16s %7.2f | %9s %9s %7s\n", "geometric mean", "", "", \
-                exp(lt / n), "", "", (nc ? sprintf("%.2f", exp(lc / nc)) : "n/a")
+            printf "%-30s %16s %16s %8.2f %6s | %8s %8s %8s\n", "geometric mean", "", "", \
+                exp(lt / n), "", "", "", (nc ? sprintf("%.2f", exp(lc / nc)) : "n/a")
+            print ""
+            print "spread: best/worst run of the noisier side (1.00 = no noise; with one run, 1.00)"
         }' "$results"
 }
 
@@ -181,3 +186,4 @@ else
 fi
 mkdir -p "$(dirname "$out")"
 report "$ours_label" | tee "$out"
+cp "$results" "$out.runs"
