@@ -26,6 +26,8 @@ PEERS_HOST=127.0.0.1
 declare -gA PEER_KIND=() PEER_PORT=() PEER_PID=() PEER_IQN=() PEER_LUN=() PEER_URL=()
 declare -gA PEER_DIR=() PEER_CTL=() PEER_BACKING=()
 declare -ga PEERS_ORDER=()
+# Background helpers (e.g. test workers) to stop before the targets on exit.
+declare -ga PEERS_BG_PIDS=()
 PEERS_WORKDIR=${PEERS_WORKDIR:-}
 
 peers_log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -48,7 +50,10 @@ peers_init() {
 peers_cleanup() {
     local rc=$?
     set +e
-    local n
+    local n p
+    for p in "${PEERS_BG_PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null && peers_wait_exit "$p" 20
+    done
     for n in "${PEERS_ORDER[@]}"; do
         [[ -n ${PEER_KIND[$n]:-} ]] && peers_stop "$n"
     done
@@ -73,7 +78,7 @@ peers_need_pkgs() {
     [[ ${PEERS_NO_INSTALL:-0} = 1 ]] && peers_die "missing packages: ${missing[*]}"
     peers_log "installing ${missing[*]}"
     local try
-    for try in 1 2 3; do
+    for try in 1 2 3 4 5; do
         if timeout 600 apt-get -o DPkg::Lock::Timeout=300 -qq update >&2 &&
             DEBIAN_FRONTEND=noninteractive timeout 900 apt-get \
                 -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
@@ -81,7 +86,7 @@ peers_need_pkgs() {
             return 0
         fi
         peers_log "apt-get failed (attempt $try), retrying"
-        sleep 10
+        sleep 20
     done
     peers_die "could not install ${missing[*]}"
 }

@@ -3,19 +3,23 @@
 # against rustiscsid or tgtd and classify every test PASS / FAIL / SKIP.
 #
 # Usage: tests/peers/libiscsi-suite.sh [--target rustiscsi|tgt] [--write-expected]
-#            [--expected FILE] [--jobs N] [--timeout SECS] [--only REGEX] [--out DIR] [--thin]
+#            [--expected FILE] [--jobs N] [--timeout SECS] [--max-time SECS] [--only REGEX]
+#            [--out DIR] [--thin]
 #
 #   --target T        rustiscsi (default; binary from $RUSTISCSID) or tgt
 #   --write-expected  rewrite the expected-pass list from this run's PASS tests
 #   --expected FILE   expected-pass list (default tests/peers/libiscsi-expected-pass.txt);
 #                     compared for --target rustiscsi, or for any target when given
 #   --jobs N          tests run at once, each worker on its own target instance (default 1; the suite takes ~35 s vs tgt)
-#   --timeout SECS    per-test time limit (default 90)
+#   --timeout SECS    per-test time limit (default 60; the slowest takes ~3 s vs tgt); the
+#                     target is restarted after a timeout and after a test during which it
+#                     died (noted in the results and the summary)
+#   --max-time SECS   tests not started after this many seconds are FAIL "not-run" (1800)
 #   --only REGEX      run only the tests whose name matches (debugging)
 #   --out DIR         results + logs (default target/peers in the repo)
 #   --thin            tgt only: enable thin provisioning on the LU
 #
-# Output: DIR/libiscsi-<target>.txt ("TEST STATUS SECONDS" lines), logs of every test that
+# Output: DIR/libiscsi-<target>.txt ("TEST STATUS SECONDS [NOTE]" lines), logs of every test that
 # did not PASS in DIR/libiscsi-<target>-logs/. Last line: "N passed, M failed" (counted over
 # the expected list when compared, over all tests otherwise).
 # Exit: 0 ok, 1 a regression (an expected test did not PASS), 2 setup error.
@@ -30,7 +34,8 @@ write_expected=0
 expected=$HERE/libiscsi-expected-pass.txt
 expected_given=0
 jobs=1
-per_test_timeout=90
+per_test_timeout=60
+max_time=1800
 only=
 out=$PEERS_REPO/target/peers
 thin=()
@@ -43,6 +48,7 @@ while (($#)); do
     --expected) expected=$2; expected_given=1; shift ;;
     --jobs) jobs=$2; shift ;;
     --timeout) per_test_timeout=$2; shift ;;
+    --max-time) max_time=$2; shift ;;
     --only) only=$2; shift ;;
     --out) out=$2; shift ;;
     --thin) thin=(--thin) ;;
@@ -102,41 +108,74 @@ classify() {
     echo PASS
 }
 
-# worker W: run tests W, W+jobs, ... against urls[W]; append "TEST STATUS SECS" lines.
+# worker W: run tests W, W+jobs, ... against target instance wW; append "TEST STATUS SECS"
+# lines. If the target dies or a test times out (a wedged target would time out every
+# following test), the instance is restarted and the test is marked in the log.
 worker() {
-    local w=$1 i t log rc st t0 secs
-    local res=$PEERS_WORKDIR/results.$w
+    local w=$1 i t log rc st t0 secs url note
+    local me=w$w res=$PEERS_WORKDIR/results.$w
+    local orig_pid=${PEER_PID[$me]} child=
+    # Runs in a subshell: stop a restarted instance (the parent only knows the first one).
+    trap '[[ -n $child ]] && kill "$child" 2>/dev/null; [[ ${PEER_PID[$me]} != "$orig_pid" ]] && peers_stop "$me"; exit 143' TERM
     : >"$res"
     for ((i = w; i < ${#tests[@]}; i += jobs)); do
         t=${tests[i]}
+        if (($(date +%s) >= deadline)); then
+            printf '%s FAIL 0 not-run(--max-time)\n' "$t" >>"$res"
+            continue
+        fi
+        url=${PEER_URL[$me]}
         log=$PEERS_WORKDIR/$t.log
         t0=$(date +%s.%N)
         rc=0
+        # In the background so a TERM from the parent is handled at once.
         timeout -k 5 "$per_test_timeout" iscsi-test-cu -V -d -S -i "$INIT1" -I "$INIT2" \
-            -t "$t" "${urls[w]}" </dev/null >"$log" 2>&1 || rc=$?
+            -t "$t" "$url" </dev/null >"$log" 2>&1 &
+        child=$!
+        wait "$child" || rc=$?
+        child=
         secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
         st=$(classify "$log" "$rc")
-        if ((rc == 124 || rc == 137)); then echo "TIMEOUT after ${per_test_timeout}s" >>"$log"; fi
+        note=
+        if ((rc == 124 || rc == 137)); then
+            echo "TIMEOUT after ${per_test_timeout}s" >>"$log"
+            note=timeout
+        fi
+        if ! kill -0 "${PEER_PID[$me]}" 2>/dev/null; then
+            echo "TARGET DIED during this test (pid ${PEER_PID[$me]})" >>"$log"
+            note="target-died"
+            st=FAIL
+        fi
         if [[ $st = PASS ]]; then rm -f "$log"; else mv "$log" "$logs/"; fi
-        printf '%s %s %s\n' "$t" "$st" "$secs" >>"$res"
-        printf '%-55s %s %6ss\n' "$t" "$st" "$secs" >&2
+        printf '%s %s %s%s\n' "$t" "$st" "$secs" "${note:+ $note}" >>"$res"
+        printf '%-55s %s %6ss%s\n' "$t" "$st" "$secs" "${note:+ $note}" >&2
+        if [[ -n $note ]]; then
+            peers_log "$me: restarting the target after $t ($note)"
+            cp "${PEER_DIR[$me]}"/*.log "$logs/$t.target.log" 2>/dev/null || true
+            peers_stop "$me"
+            rm -rf "${PEER_DIR[$me]}"
+            peers_start "$target" "$me" --size "$size" "${thin[@]}"
+        fi
     done
+    if [[ ${PEER_PID[$me]} != "$orig_pid" ]]; then peers_stop "$me"; fi
 }
 
 peers_log "running ${#tests[@]} tests, $jobs at a time, against $target (logs: $logs)"
 start=$SECONDS
-pids=()
+deadline=$(($(date +%s) + max_time))
 for ((w = 0; w < jobs; w++)); do
     worker "$w" &
-    pids+=($!)
+    PEERS_BG_PIDS+=($!)
 done
-for p in "${pids[@]}"; do wait "$p"; done
+for p in "${PEERS_BG_PIDS[@]}"; do wait "$p" || peers_die "worker $p failed"; done
+PEERS_BG_PIDS=()
 elapsed=$((SECONDS - start))
 
 # Results in list order.
 cat "$PEERS_WORKDIR"/results.* | sort -k1,1 >"$PEERS_WORKDIR/all"
 for t in "${tests[@]}"; do
-    grep -m1 "^$t " "$PEERS_WORKDIR/all" || echo "$t FAIL 0"
+    awk -v t="$t" '$1 == t { print; f = 1; exit } END { if (!f) print t, "FAIL", 0, "no-result" }' \
+        "$PEERS_WORKDIR/all"
 done >"$results"
 
 n_pass=$(awk '$2 == "PASS"' "$results" | wc -l)
@@ -145,6 +184,11 @@ n_skip=$(awk '$2 == "SKIP"' "$results" | wc -l)
 echo "libiscsi iscsi-test-cu vs $target: ${#tests[@]} tests in ${elapsed}s ($jobs jobs):" \
     "$n_pass PASS, $n_fail FAIL, $n_skip SKIP"
 echo "results: $results"
+n_note=$(awk 'NF > 3' "$results" | wc -l)
+if ((n_note > 0)); then
+    echo "WARNING: $n_note test(s) timed out, killed the target or did not run:"
+    awk 'NF > 3 { printf "  %s %s\n", $1, $4 }' "$results"
+fi
 if ((n_fail > 0)); then
     echo "FAIL: $(awk '$2 == "FAIL" { printf "%s ", $1 }' "$results")"
 fi
