@@ -82,31 +82,46 @@ peers_start tgt ref --size "$size" "$tgt_mode"
 clk=$(peers_clk_tck)
 
 # measure PEER KIND ARGS BYTES COUNT: run one workload; print "BYTES SECONDS CPU_TICKS".
+# Returns 1 (after logging why) when the client fails or the target process is gone.
 measure() {
     local peer=$1 kind=$2 args=$3 bpo=$4 count=$5 url=${PEER_URL[$1]} pid=${PEER_PID[$1]}
     local c0 c1 log=$PEERS_WORKDIR/run.log t ops
     local -a a
     read -r -a a <<<"$args"
-    c0=$(peers_cpu_ticks "$pid")
+    if ! c0=$(peers_cpu_ticks "$pid" 2>/dev/null); then
+        peers_log "$peer: target process $pid is gone"
+        return 1
+    fi
     case $kind in
     perf)
-        timeout $((secs + 60)) iscsi-perf -i "$PEERS_IQN_BASE:bench" -t "$secs" "${a[@]}" \
-            "$url" >"$log" 2>&1 || peers_die "iscsi-perf failed against $peer: $(tail -c 300 "$log")"
-        c1=$(peers_cpu_ticks "$pid")
+        if ! timeout $((secs + 60)) iscsi-perf -i "$PEERS_IQN_BASE:bench" -t "$secs" "${a[@]}" \
+            "$url" >"$log" 2>&1; then
+            peers_log "iscsi-perf failed against $peer: $(tail -c 300 "$log")"
+            return 1
+        fi
         # Progress lines are \r-separated; the last "iops average N" is the whole run.
         ops=$(tr '\r' '\n' <"$log" | grep -o 'iops average [0-9]*' | tail -n 1 | awk '{ print $3 }')
-        [[ -n $ops ]] || peers_die "no iops figure from iscsi-perf: $(tail -c 300 "$log")"
-        echo "$((ops * secs * bpo)) $secs $((c1 - c0))"
+        t=$secs
+        bytes=$((${ops:-0} * secs * bpo))
         ;;
     qb)
-        timeout 300 qemu-img bench -f raw "${a[@]}" -c "$count" "$url" >"$log" 2>&1 ||
-            peers_die "qemu-img bench failed against $peer: $(tail -c 300 "$log")"
-        c1=$(peers_cpu_ticks "$pid")
+        if ! timeout 300 qemu-img bench -f raw "${a[@]}" -c "$count" "$url" >"$log" 2>&1; then
+            peers_log "qemu-img bench failed against $peer: $(tail -c 300 "$log")"
+            return 1
+        fi
         t=$(awk '/Run completed in/ { print $4 }' "$log")
-        [[ -n $t ]] || peers_die "no time from qemu-img bench: $(tail -c 300 "$log")"
-        echo "$((count * bpo)) $t $((c1 - c0))"
+        bytes=$((count * bpo))
         ;;
     esac
+    if ! c1=$(peers_cpu_ticks "$pid" 2>/dev/null); then
+        peers_log "$peer: target process $pid died during the run"
+        return 1
+    fi
+    if [[ -z $t || $bytes = 0 ]]; then
+        peers_log "no figure from the client ($peer): $(tail -c 300 "$log")"
+        return 1
+    fi
+    echo "$bytes $t $((c1 - c0))"
 }
 
 # Warm-up: write the whole LUN once on both (allocates the ramdisk / page cache).
@@ -119,13 +134,19 @@ peers_log "ours=$ours_kind (${PEER_URL[ours]}), ref=tgt $tgt_mode (${PEER_URL[re
 t_start=$SECONDS
 results=$PEERS_WORKDIR/results
 : >"$results"
+errors=0
 for w in "${workloads[@]}"; do
     IFS='|' read -r name kind args bpo count <<<"$w"
     for ((r = 0; r < repeat; r++)); do
         # Alternate who goes first so drift (thermal, neighbours) hits both sides alike.
         if ((r % 2 == 0)); then order=(ours ref); else order=(ref ours); fi
         for p in "${order[@]}"; do
-            measure "$p" "$kind" "$args" "$bpo" "$count" >"$PEERS_WORKDIR/m"
+            if ! measure "$p" "$kind" "$args" "$bpo" "$count" >"$PEERS_WORKDIR/m"; then
+                # Keep going: the cell shows ERR and leaves the geometric mean.
+                printf '%s|%s|ERR|||\n' "$name" "$p" >>"$results"
+                errors=$((errors + 1))
+                continue
+            fi
             read -r bytes s ticks <"$PEERS_WORKDIR/m"
             printf '%s|%s|%s|%s|%s\n' "$name" "$p" "$bytes" "$s" "$ticks" >>"$results"
             peers_log "$(printf '%-30s %-4s %8.1f MiB/s  cpu %s ticks' "$name" "$p" \
@@ -144,27 +165,34 @@ report() {
     echo
     awk -F'|' -v clk="$clk" '
         {
+            if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
+            if ($3 == "ERR") { next }
             k = $1 SUBSEP $2
             mibs = $3 / $4 / 1048576
             if (!(k in best) || mibs > best[k]) { best[k] = mibs; bestsecs[k] = $4; bestbytes[k] = $3 }
             if (!(k in worst) || mibs < worst[k]) { worst[k] = mibs }
             bytes[k] += $3; ticks[k] += $5
-            if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
         }
         END {
             printf "%-30s %16s %16s %8s %6s | %8s %8s %8s\n", "workload", "ours", "tgt", "ratio", \
                 "spread", "cpu ours", "cpu tgt", "ratio"
             printf "%-30s %16s %16s %8s %6s | %8s %8s %8s\n", "", "MiB/s (IOPS)", "MiB/s (IOPS)", \
                 "ours/tgt", "max/min", "s/GiB", "s/GiB", "tgt/ours"
-            lt = 0; lc = 0; nc = 0
+            lt = 0; nt = 0; lc = 0; nc = 0
             for (i = 1; i <= n; i++) {
                 w = order[i]; o = w SUBSEP "ours"; t = w SUBSEP "ref"
+                if (!(o in best) || !(t in best)) {
+                    printf "%-30s %16s %16s %8s %6s | %8s %8s %8s\n", w, \
+                        ((o in best) ? sprintf("%.1f", best[o]) : "ERR"), \
+                        ((t in best) ? sprintf("%.1f", best[t]) : "ERR"), "n/a", "", "", "", "n/a"
+                    continue
+                }
                 cell_o = sprintf("%.1f", best[o]); cell_t = sprintf("%.1f", best[t])
                 if (w ~ / 4K /) {
                     cell_o = cell_o sprintf(" (%d)", bestbytes[o] / 4096 / bestsecs[o])
                     cell_t = cell_t sprintf(" (%d)", bestbytes[t] / 4096 / bestsecs[t])
                 }
-                r = best[o] / best[t]; lt += log(r)
+                r = best[o] / best[t]; lt += log(r); nt++
                 co = ticks[o] / clk / (bytes[o] / 1073741824)
                 ct = ticks[t] / clk / (bytes[t] / 1073741824)
                 cr = "n/a"
@@ -173,7 +201,7 @@ report() {
                 printf "%-30s %16s %16s %8.2f %6.2f | %8.2f %8.2f %8s\n", w, cell_o, cell_t, r, sp, co, ct, cr
             }
             printf "%-30s %16s %16s %8.2f %6s | %8s %8s %8s\n", "geometric mean", "", "", \
-                exp(lt / n), "", "", "", (nc ? sprintf("%.2f", exp(lc / nc)) : "n/a")
+                (nt ? exp(lt / nt) : 0), "", "", "", (nc ? sprintf("%.2f", exp(lc / nc)) : "n/a")
             print ""
             print "spread: best/worst run of the noisier side (1.00 = no noise; with one run, 1.00)"
         }' "$results"
@@ -187,3 +215,7 @@ fi
 mkdir -p "$(dirname "$out")"
 report "$ours_label" | tee "$out"
 cp "$results" "$out.runs"
+if ((errors > 0)); then
+    echo "WARNING: $errors run(s) failed (ERR rows in $out.runs; see the log above)" | tee -a "$out"
+    exit 1
+fi

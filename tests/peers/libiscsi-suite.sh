@@ -10,7 +10,8 @@
 #   --write-expected  rewrite the expected-pass list from this run's PASS tests
 #   --expected FILE   expected-pass list (default tests/peers/libiscsi-expected-pass.txt);
 #                     compared for --target rustiscsi, or for any target when given
-#   --jobs N          tests run at once, each worker on its own target instance (default 1; the suite takes ~35 s vs tgt)
+#   --jobs N          tests run at once, each worker on its own target instance
+#                     (default 1: the suite takes ~35 s vs tgt)
 #   --timeout SECS    per-test time limit (default 60; the slowest takes ~3 s vs tgt); the
 #                     target is restarted after a timeout and after a test during which it
 #                     died (noted in the results and the summary)
@@ -19,8 +20,8 @@
 #   --out DIR         results + logs (default target/peers in the repo)
 #   --thin            tgt only: enable thin provisioning on the LU
 #
-# Output: DIR/libiscsi-<target>.txt ("TEST STATUS SECONDS [NOTE]" lines), logs of every test that
-# did not PASS in DIR/libiscsi-<target>-logs/. Last line: "N passed, M failed" (counted over
+# Output: DIR/libiscsi-<target>.txt ("TEST STATUS SECONDS [NOTE]" lines), logs of every
+# test that did not PASS in DIR/libiscsi-<target>-logs/. Last line: "N passed, M failed" (counted over
 # the expected list when compared, over all tests otherwise).
 # Exit: 0 ok, 1 a regression (an expected test did not PASS), 2 setup error.
 set -euo pipefail
