@@ -62,6 +62,9 @@ done
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || peers_die "--jobs must be a positive integer"
 compare=0
 if [[ $target = rustiscsi || $expected_given = 1 ]]; then compare=1; fi
+if ((write_expected)) && [[ -n $only ]]; then
+    peers_die "--write-expected with --only would drop the tests not run"
+fi
 if ((write_expected)) && [[ $target != rustiscsi && $expected_given = 0 ]]; then
     peers_die "--write-expected with --target $target needs an explicit --expected FILE"
 fi
