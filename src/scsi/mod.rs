@@ -29,6 +29,7 @@ mod nexus;
 pub mod opcodes;
 pub mod pr;
 mod sbc;
+pub use sbc::MAX_TRANSFER_BYTES;
 pub mod sense;
 mod spc;
 mod vpd;

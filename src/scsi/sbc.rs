@@ -8,11 +8,14 @@ use super::{CmdResult, Ctx, ScsiResponse, reply, spc};
 use crate::backstore::BackstoreError;
 
 /// Largest READ/WRITE transfer, in bytes (Block Limits MAXIMUM TRANSFER LENGTH).
-pub const MAX_TRANSFER_BYTES: u32 = 8 << 20;
+pub const MAX_TRANSFER_BYTES: u32 = 32 << 20;
 /// Largest WRITE SAME, in bytes.
 pub const MAX_WRITE_SAME_BYTES: u32 = 1 << 30;
 /// Most UNMAP block descriptors per command.
 pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
+/// Largest COMPARE AND WRITE, in blocks (VPD B0). Below 255 so that an initiator probing
+/// max + 1 can express it in the one-byte NUMBER OF LOGICAL BLOCKS field.
+pub const MAX_CAW_BLOCKS: u32 = 128;
 /// Bytes per write while WRITE SAME fills a range.
 const WRITE_SAME_CHUNK: usize = 1 << 20;
 
@@ -115,10 +118,18 @@ pub async fn write(
         return Ok(spc::ok());
     }
     if data.len() < len {
-        // Data-Out shorter than the transfer length (EDTL < SPDTL): write nothing.
-        return Err(Sense::INVALID_FIELD_IN_IU);
+        // Data-Out shorter than the transfer length (EDTL < SPDTL): like LIO, write the
+        // whole blocks that did arrive and report GOOD; the transport reports the
+        // overflow residual (RFC 7143 §11.4.5.2), which is what libiscsi expects.
+        let bs = ctx.unit().block_size() as usize;
+        let whole = data.len() / bs * bs;
+        if whole == 0 {
+            return Ok(spc::ok());
+        }
+        data.truncate(whole);
+    } else {
+        data.truncate(len);
     }
-    data.truncate(len);
     ctx.unit()
         .backstore()
         .write(off, data, fua)
@@ -271,6 +282,11 @@ pub async fn compare_and_write(
     fua: bool,
     mut data: Vec<u8>,
 ) -> CmdResult {
+    // A zero NUMBER OF LOGICAL BLOCKS with Data-Out attached is how a too-large count
+    // (256) arrives in the one-byte field: refuse it rather than silently do nothing.
+    if blocks > MAX_CAW_BLOCKS || (blocks == 0 && !data.is_empty()) {
+        return Err(Sense::INVALID_FIELD_IN_CDB);
+    }
     let (off, len) = xfer(ctx, lba, blocks)?;
     ctx.writable()?;
     if len == 0 {

@@ -152,8 +152,9 @@ async fn inquiry_standard_and_vpd() {
     assert_eq!(d.len(), 64);
     assert_eq!(
         u32::from_be_bytes(d[8..12].try_into().unwrap()),
-        (8 << 20) / 512
+        crate::scsi::MAX_TRANSFER_BYTES / 512
     );
+    assert_eq!(d[5], 128, "maximum COMPARE AND WRITE length");
     let d = do_command_in(&n, 0, &[0x12, 1, 0xb1, 0, 0xff, 0]).await;
     assert_eq!(&d[4..6], &[0, 1]);
     let d = do_command_in(&n, 0, &[0x12, 1, 0xb2, 0, 0xff, 0]).await;
@@ -280,16 +281,14 @@ async fn read_write_errors() {
     assert_eq!(wp.key, key::DATA_PROTECT);
     // Reads through the read-only mapping work.
     do_command_in(&n, 1, &rw10(0x28, 0, 1)).await;
-    // Short data-out: nothing written.
-    do_command_out(&n, 0, &rw10(0x2a, 0, 1), vec![7; BS]).await;
-    let iu = Sense::INVALID_FIELD_IN_IU;
-    do_command_fail(&n, 0, &rw10(0x2a, 0, 2), vec![0; BS], iu).await;
-    assert!(
-        do_command_in(&n, 0, &rw10(0x28, 0, 1))
-            .await
-            .iter()
-            .all(|&b| b == 7)
-    );
+    // Short data-out (EDTL < transfer length): only the blocks that arrived are
+    // written, as LIO does and libiscsi's residual tests expect.
+    do_command_out(&n, 0, &rw10(0x2a, 0, 2), vec![7; 2 * BS]).await;
+    do_command_out(&n, 0, &rw10(0x2a, 0, 2), vec![9; BS]).await;
+    let got = do_command_in(&n, 0, &rw10(0x28, 0, 2)).await;
+    assert!(got[..BS].iter().all(|&b| b == 9));
+    assert!(got[BS..].iter().all(|&b| b == 7));
+    do_command_out(&n, 0, &rw10(0x2a, 0, 1), vec![]).await;
     let bad = Sense::INVALID_FIELD_IN_CDB;
     // RDPROTECT / over the maximum transfer length.
     let mut c = rw10(0x28, 0, 1);
@@ -589,6 +588,10 @@ async fn compare_and_write() {
     data.extend(vec![6; 2 * BS]);
     let r = run(&n, 0, &caw(50, 2), data).await;
     assert_eq!(r.sense.unwrap().info, Some(BS as u32 + 7));
+    // Over the advertised maximum, or 256 blocks wrapped to 0 with Data-Out attached.
+    let bad = Sense::INVALID_FIELD_IN_CDB;
+    do_command_fail(&n, 0, &caw(0, 129), vec![0; 258 * BS], bad).await;
+    do_command_fail(&n, 0, &caw(0, 0), vec![0; 512 * BS], bad).await;
     do_command_fail(
         &n,
         0,

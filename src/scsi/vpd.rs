@@ -1,7 +1,9 @@
 //! Vital product data pages (INQUIRY with EVPD=1).
 
 use super::Ctx;
-use super::sbc::{MAX_UNMAP_DESCRIPTORS, max_transfer_blocks, max_write_same_blocks};
+use super::sbc::{
+    MAX_CAW_BLOCKS, MAX_UNMAP_DESCRIPTORS, max_transfer_blocks, max_write_same_blocks,
+};
 use super::spc::{VENDOR, target_port_id};
 
 /// The supported VPD pages, in ascending order.
@@ -27,7 +29,7 @@ pub fn page(ctx: &Ctx<'_>, code: u8) -> Option<Vec<u8>> {
         0xb0 => {
             let mut b = vec![0u8; 0x3c];
             b[0] = 0x01; // WSNZ
-            b[1] = 0xff; // maximum COMPARE AND WRITE length
+            b[1] = MAX_CAW_BLOCKS as u8; // maximum COMPARE AND WRITE length
             let gran = (4096 / bs).max(1) as u16;
             b[2..4].copy_from_slice(&gran.to_be_bytes());
             b[4..8].copy_from_slice(&max_transfer_blocks(bs).to_be_bytes());

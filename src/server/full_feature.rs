@@ -30,7 +30,7 @@ use crate::registry::Registry;
 use crate::scsi::{self, ItNexus, ScsiCommand, ScsiResponse};
 
 /// Largest write a single command may carry (VPD B0 advertises less).
-const MAX_EDTL: u32 = 64 << 20;
+const MAX_EDTL: u32 = crate::scsi::MAX_TRANSFER_BYTES;
 
 /// Write data being collected for one command.
 struct WriteTask {
@@ -565,11 +565,14 @@ impl Conn<'_> {
             })
         };
         if !valid {
+            // A Data-Out outside its burst or with a wrong DataSN: reject it and fail the
+            // command (the initiator fails the task on the Reject); the session goes on.
             framing::skip_data(rd, dlen as usize, dd).await?;
+            tracing::debug!(peer = %self.peer, itt, ttt, datasn = bhs.datasn(), offset, "invalid Data-Out");
+            self.writes.remove(&itt);
+            self.window.complete();
             self.reject(bhs, RejectReason::ProtocolError);
-            return Err(Stop::Gone(
-                "Data-Out outside its burst or with a wrong DataSN".into(),
-            ));
+            return Ok(());
         }
         // DataPDUInOrder=Yes: data normally arrives exactly at the end of the buffer.
         let ok = if offset as usize == t.buf.len() {
@@ -706,10 +709,10 @@ impl Conn<'_> {
         let response = match function {
             tmf::ABORT_TASK => {
                 let rtt = bhs.ttt();
+                // A task that already completed no longer exists (what libiscsi and
+                // LIO expect); the RFC's "function complete" for a never-received
+                // RefCmdSN cannot happen on a single in-order connection.
                 if self.abort_where(|itt, _| itt == rtt) > 0 {
-                    tmf::RESP_COMPLETE
-                } else if sn_lt(bhs.max_cmdsn(), self.window.exp_cmdsn()) {
-                    // RefCmdSN already received and the task is gone: it completed.
                     tmf::RESP_COMPLETE
                 } else {
                     tmf::RESP_NO_TASK
