@@ -1,1 +1,1 @@
-//! CLI
+pub mod edit; pub mod lio; pub mod render;
