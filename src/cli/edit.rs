@@ -60,7 +60,9 @@ pub fn backstore_create(
     write_cache: bool,
 ) -> Result<String, ControlError> {
     if c.backstores.contains_key(name) {
-        return Err(ControlError::exists(format!("backstore {name} already exists")));
+        return Err(ControlError::exists(format!(
+            "backstore {name} already exists"
+        )));
     }
     c.backstores.insert(
         name.to_owned(),
@@ -139,7 +141,9 @@ pub fn lun_add(
     let used: Vec<u64> = target_luns(t).into_iter().map(|(n, _)| n).collect();
     let n = match lun {
         Some(n) if used.contains(&n) => {
-            return Err(ControlError::exists(format!("target {iqn} already has LUN {n}")));
+            return Err(ControlError::exists(format!(
+                "target {iqn} already has LUN {n}"
+            )));
         }
         Some(n) => n,
         None => (0..).find(|n| !used.contains(n)).unwrap_or(0),
@@ -158,7 +162,9 @@ pub fn lun_remove(c: &mut Config, iqn: &str, lun: u64) -> Result<String, Control
     let t = target_mut(c, iqn)?;
     pin_lun_numbers(t);
     let Some(pos) = t.luns.iter().position(|l| l.lun == Some(lun)) else {
-        return Err(ControlError::not_found(format!("target {iqn} has no LUN {lun}")));
+        return Err(ControlError::not_found(format!(
+            "target {iqn} has no LUN {lun}"
+        )));
     };
     let mut unmapped = Vec::new();
     for (init, acl) in t.acls.iter_mut() {
@@ -309,7 +315,11 @@ pub fn auth_set(
     mutual: Option<ChapConfig>,
 ) -> Result<String, ControlError> {
     let (slot, mslot) = auth_slot(c, scope)?;
-    let kind = if mutual.is_some() { "mutual CHAP" } else { "CHAP" };
+    let kind = if mutual.is_some() {
+        "mutual CHAP"
+    } else {
+        "CHAP"
+    };
     *slot = Some(chap);
     *mslot = mutual;
     Ok(format!("set {kind} on {}", scope_name(scope)))
@@ -354,8 +364,13 @@ mod tests {
         let mut c = cfg();
         lun_add(&mut c, T, "a", None).unwrap();
         lun_add(&mut c, T, "b", None).unwrap();
-        acl_add(&mut c, T, I, vec![parse_map("0").unwrap(), parse_map("1:ro").unwrap()])
-            .unwrap();
+        acl_add(
+            &mut c,
+            T,
+            I,
+            vec![parse_map("0").unwrap(), parse_map("1:ro").unwrap()],
+        )
+        .unwrap();
         let chap = ChapConfig {
             user: "u".into(),
             password_file: "/s/u".into(),
@@ -370,7 +385,10 @@ mod tests {
         };
         auth_set(&mut c, &scope, chap, Some(m)).unwrap();
         crate::config::validate(c.clone(), "t").unwrap();
-        assert_eq!(target_luns(&c.targets[T]), vec![(0, "a".into()), (1, "b".into())]);
+        assert_eq!(
+            target_luns(&c.targets[T]),
+            vec![(0, "a".into()), (1, "b".into())]
+        );
         auth_clear(&mut c, &scope).unwrap();
         assert!(c.targets[T].acls[I].chap.is_none());
     }
@@ -380,7 +398,10 @@ mod tests {
         let mut c = cfg();
         let e = backstore_create(&mut c, "a", BackstoreKind::Ramdisk, None, None, 512, false);
         assert_eq!(e.unwrap_err().code, ErrorCode::Exists);
-        assert_eq!(lun_add(&mut c, T, "zz", None).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(
+            lun_add(&mut c, T, "zz", None).unwrap_err().code,
+            ErrorCode::NotFound
+        );
         assert_eq!(
             lun_add(&mut c, "iqn.2026-11.org.example:none", "a", None)
                 .unwrap_err()
@@ -388,14 +409,29 @@ mod tests {
             ErrorCode::NotFound
         );
         lun_add(&mut c, T, "a", Some(3)).unwrap();
-        assert_eq!(lun_add(&mut c, T, "b", Some(3)).unwrap_err().code, ErrorCode::Exists);
-        assert_eq!(lun_add(&mut c, T, "a", None).unwrap_err().code, ErrorCode::Exists);
+        assert_eq!(
+            lun_add(&mut c, T, "b", Some(3)).unwrap_err().code,
+            ErrorCode::Exists
+        );
+        assert_eq!(
+            lun_add(&mut c, T, "a", None).unwrap_err().code,
+            ErrorCode::Exists
+        );
         let e = backstore_delete(&mut c, "a").unwrap_err();
         assert_eq!(e.code, ErrorCode::Refused);
         assert!(e.message.contains("lun remove"), "{}", e.message);
-        assert_eq!(lun_remove(&mut c, T, 9).unwrap_err().code, ErrorCode::NotFound);
-        assert_eq!(acl_remove(&mut c, T, I).unwrap_err().code, ErrorCode::NotFound);
-        assert_eq!(target_create(&mut c, T).unwrap_err().code, ErrorCode::Exists);
+        assert_eq!(
+            lun_remove(&mut c, T, 9).unwrap_err().code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            acl_remove(&mut c, T, I).unwrap_err().code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            target_create(&mut c, T).unwrap_err().code,
+            ErrorCode::Exists
+        );
     }
 
     #[test]
@@ -412,7 +448,13 @@ mod tests {
                 backstore: "b".into(),
             },
         ];
-        acl_add(&mut c, T, I, vec![parse_map("0").unwrap(), parse_map("1").unwrap()]).unwrap();
+        acl_add(
+            &mut c,
+            T,
+            I,
+            vec![parse_map("0").unwrap(), parse_map("1").unwrap()],
+        )
+        .unwrap();
         let msg = lun_remove(&mut c, T, 0).unwrap();
         assert!(msg.contains("unmapped from ACLs"), "{msg}");
         assert_eq!(target_luns(&c.targets[T]), vec![(1, "b".into())]);

@@ -24,8 +24,7 @@ use serde_json::Value;
 
 use crate::backstore::BackstoreKind;
 use crate::config::{
-    AclConfig, BackstoreConfig, ChapConfig, Config, LunConfig, MappedLunConfig, Size,
-    TargetConfig,
+    AclConfig, BackstoreConfig, ChapConfig, Config, LunConfig, MappedLunConfig, Size, TargetConfig,
 };
 
 /// A CHAP secret to be written to `path`.
@@ -112,12 +111,20 @@ fn b(v: &Value, k: &str) -> bool {
 }
 
 fn arr<'a>(v: &'a Value, k: &str) -> &'a [Value] {
-    v.get(k).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    v.get(k)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 fn file_part(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -137,7 +144,9 @@ impl Ctx<'_> {
     fn chap(&mut self, obj: &Value, prefix: &str, file: &str, what: &str) -> Option<ChapConfig> {
         let user = s(obj, &format!("{prefix}userid"))?;
         let Some(password) = s(obj, &format!("{prefix}password")) else {
-            self.warn(format!("{what}: user {user:?} has no password; not imported"));
+            self.warn(format!(
+                "{what}: user {user:?} has no password; not imported"
+            ));
             return None;
         };
         let Some(dir) = self.secrets_dir else {
@@ -163,7 +172,13 @@ impl Ctx<'_> {
         })
     }
 
-    fn pair(&mut self, obj: &Value, prefix: &str, file: &str, what: &str) -> (Option<ChapConfig>, Option<ChapConfig>) {
+    fn pair(
+        &mut self,
+        obj: &Value,
+        prefix: &str,
+        file: &str,
+        what: &str,
+    ) -> (Option<ChapConfig>, Option<ChapConfig>) {
         let chap = self.chap(obj, &format!("{prefix}"), &format!("{file}.chap"), what);
         let mutual = self.chap(
             obj,
@@ -172,7 +187,9 @@ impl Ctx<'_> {
             &format!("{what} (mutual)"),
         );
         if mutual.is_some() && chap.is_none() {
-            self.warn(format!("{what}: mutual CHAP without one-way CHAP; mutual dropped"));
+            self.warn(format!(
+                "{what}: mutual CHAP without one-way CHAP; mutual dropped"
+            ));
             return (None, None);
         }
         (chap, mutual)
@@ -230,7 +247,9 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
         }
         if let Err(m) = crate::config::names::check_backstore_name(&ours) {
             let fixed = file_part(&ours);
-            cx.warn(format!("storage object {plugin}/{name}: {m}; imported as {fixed}"));
+            cx.warn(format!(
+                "storage object {plugin}/{name}: {m}; imported as {fixed}"
+            ));
             ours = fixed;
         }
         let attrs = so.get("attributes").cloned().unwrap_or(Value::Null);
@@ -305,7 +324,9 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
         let wwn = s(t, "wwn").unwrap_or("?");
         let fabric = s(t, "fabric").unwrap_or("?");
         if fabric != "iscsi" {
-            cx.warn(format!("target {wwn}: fabric {fabric} is not iSCSI; skipped"));
+            cx.warn(format!(
+                "target {wwn}: fabric {fabric} is not iSCSI; skipped"
+            ));
             continue;
         }
         let iqn = wwn.to_lowercase();
@@ -378,7 +399,8 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
             tc.auth.chap = chap;
             tc.auth.mutual_chap = mutual;
         } else if chap.is_some() {
-            cx.secrets.retain(|x| !x.what.starts_with(&format!("target {wwn} CHAP")));
+            cx.secrets
+                .retain(|x| !x.what.starts_with(&format!("target {wwn} CHAP")));
             cx.warn(format!(
                 "target {wwn}: TPG CHAP credentials were not enforced by LIO \
                  (authentication=0); not imported"
@@ -386,7 +408,9 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
         }
 
         for acl in arr(tpg, "node_acls") {
-            let Some(init) = s(acl, "node_wwn") else { continue };
+            let Some(init) = s(acl, "node_wwn") else {
+                continue;
+            };
             let init = init.to_lowercase();
             if tc.demo_mode {
                 cx.warn(format!(
@@ -447,22 +471,36 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
         for p in arr(tpg, "portals") {
             let ip = s(p, "ip_address").unwrap_or("0.0.0.0");
             let port = u(p, "port").unwrap_or(3260) as u16;
-            match ip.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            match ip
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
                 Ok(ip) => {
                     portals.insert(SocketAddr::new(ip, port));
                 }
-                Err(_) => cx.warn(format!("target {wwn}: portal {ip}:{port} is not an address")),
+                Err(_) => cx.warn(format!(
+                    "target {wwn}: portal {ip}:{port} is not an address"
+                )),
             }
             if b(p, "iser") || b(p, "offload") {
-                cx.warn(format!("target {wwn}: iSER/offload on portal {ip}:{port} is not supported"));
+                cx.warn(format!(
+                    "target {wwn}: iSER/offload on portal {ip}:{port} is not supported"
+                ));
             }
         }
 
         let params = tpg.get("parameters").cloned().unwrap_or(Value::Null);
         if let Some(obj) = params.as_object() {
             for (k, v) in obj {
-                let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
-                let default = LIO_PARAM_DEFAULTS.iter().find(|(n, _)| n == k).map(|(_, d)| *d);
+                let v = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
+                let default = LIO_PARAM_DEFAULTS
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, d)| *d);
                 match k.as_str() {
                     "HeaderDigest" | "DataDigest" => {}
                     "TargetAlias" => {}
@@ -510,8 +548,11 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
 
     // Portals: daemon-wide here.
     if !portals.is_empty() {
-        let wild: Vec<SocketAddr> =
-            portals.iter().filter(|p| p.ip().is_unspecified()).copied().collect();
+        let wild: Vec<SocketAddr> = portals
+            .iter()
+            .filter(|p| p.ip().is_unspecified())
+            .copied()
+            .collect();
         let list: Vec<SocketAddr> = portals
             .iter()
             .filter(|p| {
@@ -528,7 +569,10 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
         if config.targets.len() > 1 {
             cx.warn(format!(
                 "portals are daemon-wide in rustiscsi: every target is reachable on {}",
-                list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                list.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         config.daemon.portals = list;
@@ -605,7 +649,10 @@ pub fn write_secrets(secrets: &[Secret]) -> io::Result<()> {
             Ok(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!("{} exists with another secret; not overwriting it", sec.path.display()),
+                    format!(
+                        "{} exists with another secret; not overwriting it",
+                        sec.path.display()
+                    ),
                 ));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -666,7 +713,14 @@ mod tests {
             assert!(!toml.contains(&s.value), "secret leaked into the TOML");
         }
         let w = imp.warnings.join("\n");
-        for expected in ["pscsi", "loopback", "tpg2", "ALUA", "emulate_tpu", "MaxConnections"] {
+        for expected in [
+            "pscsi",
+            "loopback",
+            "tpg2",
+            "ALUA",
+            "emulate_tpu",
+            "MaxConnections",
+        ] {
             assert!(w.contains(expected), "no warning about {expected}:\n{w}");
         }
     }
@@ -703,7 +757,11 @@ mod tests {
           "luns":[],"node_acls":[{"node_wwn":"iqn.2026-11.org.example:x","mapped_luns":[]}],
           "portals":[]}]}]}"#;
         let imp = convert(json, None).unwrap();
-        assert!(imp.config.targets["iqn.2026-11.org.example:t"].acls.is_empty());
+        assert!(
+            imp.config.targets["iqn.2026-11.org.example:t"]
+                .acls
+                .is_empty()
+        );
         assert!(imp.warnings.iter().any(|w| w.contains("maps no LUN")));
     }
 
@@ -716,9 +774,15 @@ mod tests {
         for s in &imp.secrets {
             let m = std::fs::metadata(&s.path).unwrap();
             assert_eq!(m.permissions().mode() & 0o777, 0o600);
-            assert_eq!(std::fs::read_to_string(&s.path).unwrap().trim_end(), s.value);
+            assert_eq!(
+                std::fs::read_to_string(&s.path).unwrap().trim_end(),
+                s.value
+            );
         }
-        assert_eq!(std::fs::metadata(&sd).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&sd).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         // Idempotent; refuses to clobber another secret.
         write_secrets(&imp.secrets).unwrap();
         std::fs::write(&imp.secrets[0].path, "other\n").unwrap();

@@ -125,7 +125,11 @@ pub fn status(s: &StatusReport) -> String {
         out,
         "rustiscsid {} on {}, up {}; config: {file}{managed}",
         s.version,
-        if s.host.hostname.is_empty() { "?" } else { &s.host.hostname },
+        if s.host.hostname.is_empty() {
+            "?"
+        } else {
+            &s.host.hostname
+        },
         human_duration(s.uptime_secs)
     );
     let _ = writeln!(
@@ -148,7 +152,14 @@ pub fn status(s: &StatusReport) -> String {
             parts.push(human_bytes(sz));
         }
         parts.push(format!("{}B blocks", b.block_size));
-        parts.push(if b.write_cache { "write-back" } else { "write-through" }.into());
+        parts.push(
+            if b.write_cache {
+                "write-back"
+            } else {
+                "write-through"
+            }
+            .into(),
+        );
         let mut label = format!("{} [{}]", b.name, parts.join(", "));
         if let Some(e) = &b.error {
             label.push_str(&format!(" ERROR: {e}"));
@@ -357,7 +368,15 @@ pub fn stats(s: &Stats) -> String {
         })
         .collect();
     let mut out = table(
-        &["BACKSTORE", "READS", "WRITES", "READ", "WRITTEN", "P50", "P99"],
+        &[
+            "BACKSTORE",
+            "READS",
+            "WRITES",
+            "READ",
+            "WRITTEN",
+            "P50",
+            "P99",
+        ],
         &rows,
     );
     let rows: Vec<Vec<String>> = s
@@ -377,7 +396,15 @@ pub fn stats(s: &Stats) -> String {
         .collect();
     out.push('\n');
     out.push_str(&table(
-        &["TSIH", "INITIATOR", "TARGET", "CMDS", "READ", "WRITTEN", "ERRORS"],
+        &[
+            "TSIH",
+            "INITIATOR",
+            "TARGET",
+            "CMDS",
+            "READ",
+            "WRITTEN",
+            "ERRORS",
+        ],
         &rows,
     ));
     out
@@ -413,10 +440,17 @@ pub fn plan(p: &Plan, dry_run: bool) -> String {
     }
     for r in &p.backstores_resized {
         let f = |v: Option<u64>| v.map_or("device size".into(), human_bytes);
-        l(format!("~ backstore {} resized {} -> {}", r.name, f(r.old), f(r.new)));
+        l(format!(
+            "~ backstore {} resized {} -> {}",
+            r.name,
+            f(r.old),
+            f(r.new)
+        ));
     }
     for b in &p.backstores_changed {
-        l(format!("~ backstore {b} reopened (kind, path, block size or caching)"));
+        l(format!(
+            "~ backstore {b} reopened (kind, path, block size or caching)"
+        ));
     }
     for t in &p.targets_added {
         l(format!("+ target {t}"));

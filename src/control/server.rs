@@ -121,11 +121,12 @@ pub async fn serve(
     let own_uid = nix::unistd::geteuid().as_raw();
     let changes = Arc::new(Mutex::new(()));
     loop {
+        if *shutdown.borrow_and_update() {
+            break;
+        }
         tokio::select! {
-            r = shutdown.wait_for(|s| *s) => {
-                let _ = r;
-                break;
-            }
+            // A dropped sender also stops the server.
+            r = shutdown.changed() => if r.is_err() { break },
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let backend = backend.clone();
