@@ -179,7 +179,7 @@ impl Ctx<'_> {
         file: &str,
         what: &str,
     ) -> (Option<ChapConfig>, Option<ChapConfig>) {
-        let chap = self.chap(obj, &format!("{prefix}"), &format!("{file}.chap"), what);
+        let chap = self.chap(obj, prefix, &format!("{file}.chap"), what);
         let mutual = self.chap(
             obj,
             &format!("{prefix}mutual_"),

@@ -43,6 +43,8 @@ pub struct RequestEnvelope {
 }
 
 /// What the client asks for.
+// Apply carries a whole Config; requests are built once per command, so no boxing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
@@ -137,6 +139,7 @@ impl ResponseEnvelope {
 }
 
 /// Typed answers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum Response {

@@ -90,6 +90,7 @@ fn changed_keys<T: serde::Serialize>(prefix: &str, old: &T, new: &T) -> Vec<Stri
 
 /// Computes what changes from `old` to `new`, and which of `sessions` are logged out or
 /// must rescan. Pure: touches nothing.
+#[allow(clippy::field_reassign_with_default)]
 pub fn plan(old: &Config, new: &Config, sessions: &[SessionInfo]) -> Plan {
     let mut p = Plan::default();
 
