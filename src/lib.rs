@@ -20,7 +20,9 @@
 //! or spawns tasks. SCSI conditions are never Rust errors: they are responses carrying sense.
 
 pub mod backstore;
+pub mod cli;
 pub mod config;
+pub mod control;
 pub mod iscsi;
 pub mod registry;
 pub mod scsi;

@@ -1,2 +1,4 @@
-//! The rustiscsi management CLI.
-fn main() {}
+//! The rustiscsi management CLI (see [`rustiscsi::cli`]).
+fn main() -> std::process::ExitCode {
+    rustiscsi::cli::run()
+}

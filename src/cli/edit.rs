@@ -1,0 +1,487 @@
+//! Edits of a [`Config`] copy, one per CLI mutation. Each checks what it can name
+//! precisely (missing or duplicate objects); the whole result is then validated with
+//! [`config::validate`](crate::config::validate) before it is sent.
+
+use std::path::PathBuf;
+
+use crate::backstore::BackstoreKind;
+use crate::config::{
+    AclConfig, AuthConfig, BackstoreConfig, ChapConfig, Config, LunConfig, MappedLunConfig, Size,
+    TargetConfig,
+};
+use crate::control::api::ControlError;
+use crate::control::plan::target_luns;
+
+/// Which CHAP settings `auth set` / `auth clear` change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthScope {
+    /// Discovery sessions.
+    Discovery,
+    /// A target's defaults.
+    Target(String),
+    /// One ACL of a target.
+    Acl {
+        /// Target IQN.
+        target: String,
+        /// Initiator IQN.
+        initiator: String,
+    },
+}
+
+fn target_mut<'a>(c: &'a mut Config, iqn: &str) -> Result<&'a mut TargetConfig, ControlError> {
+    let known: Vec<String> = c.targets.keys().cloned().collect();
+    c.targets.get_mut(iqn).ok_or_else(|| {
+        ControlError::not_found(format!(
+            "no target {iqn} (targets: {})",
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        ))
+    })
+}
+
+/// Gives every LUN of `t` its explicit number, so removing one does not renumber others.
+fn pin_lun_numbers(t: &mut TargetConfig) {
+    for (i, l) in t.luns.iter_mut().enumerate() {
+        l.lun.get_or_insert(i as u64);
+    }
+}
+
+/// `backstore create`.
+pub fn backstore_create(
+    c: &mut Config,
+    name: &str,
+    kind: BackstoreKind,
+    path: Option<PathBuf>,
+    size: Option<Size>,
+    block_size: u32,
+    write_cache: bool,
+) -> Result<String, ControlError> {
+    if c.backstores.contains_key(name) {
+        return Err(ControlError::exists(format!(
+            "backstore {name} already exists"
+        )));
+    }
+    c.backstores.insert(
+        name.to_owned(),
+        BackstoreConfig {
+            kind,
+            path,
+            size,
+            block_size,
+            write_cache,
+        },
+    );
+    Ok(format!("created backstore {name}"))
+}
+
+/// `backstore delete`: refused while a LUN uses it.
+pub fn backstore_delete(c: &mut Config, name: &str) -> Result<String, ControlError> {
+    if !c.backstores.contains_key(name) {
+        return Err(ControlError::not_found(format!("no backstore {name}")));
+    }
+    for (iqn, t) in &c.targets {
+        if let Some((lun, _)) = target_luns(t).into_iter().find(|(_, b)| b == name) {
+            return Err(ControlError::refused(format!(
+                "backstore {name} is LUN {lun} of target {iqn}; remove the LUN first \
+                 (rustiscsi lun remove {iqn} {lun})"
+            )));
+        }
+    }
+    c.backstores.remove(name);
+    Ok(format!("deleted backstore {name}"))
+}
+
+/// `target create`: TPG 1, no LUNs, no ACLs.
+pub fn target_create(c: &mut Config, iqn: &str) -> Result<String, ControlError> {
+    if c.targets.contains_key(iqn) {
+        return Err(ControlError::exists(format!("target {iqn} already exists")));
+    }
+    c.targets.insert(
+        iqn.to_owned(),
+        TargetConfig {
+            tpg: 1,
+            ..TargetConfig::default()
+        },
+    );
+    Ok(format!("created target {iqn} (tpg 1)"))
+}
+
+/// `target delete` (its backstores stay).
+pub fn target_delete(c: &mut Config, iqn: &str) -> Result<String, ControlError> {
+    target_mut(c, iqn)?;
+    c.targets.remove(iqn);
+    Ok(format!("deleted target {iqn}"))
+}
+
+/// `lun add`: the lowest free number unless `lun` is given. Returns the LUN number in
+/// the message.
+pub fn lun_add(
+    c: &mut Config,
+    iqn: &str,
+    backstore: &str,
+    lun: Option<u64>,
+) -> Result<String, ControlError> {
+    if !c.backstores.contains_key(backstore) {
+        return Err(ControlError::not_found(format!(
+            "no backstore {backstore} (create it with rustiscsi backstore create)"
+        )));
+    }
+    for (other, t) in &c.targets {
+        if let Some((n, _)) = target_luns(t).into_iter().find(|(_, b)| b == backstore) {
+            return Err(ControlError::exists(format!(
+                "backstore {backstore} is already LUN {n} of target {other}"
+            )));
+        }
+    }
+    let t = target_mut(c, iqn)?;
+    pin_lun_numbers(t);
+    let used: Vec<u64> = target_luns(t).into_iter().map(|(n, _)| n).collect();
+    let n = match lun {
+        Some(n) if used.contains(&n) => {
+            return Err(ControlError::exists(format!(
+                "target {iqn} already has LUN {n}"
+            )));
+        }
+        Some(n) => n,
+        None => (0..).find(|n| !used.contains(n)).unwrap_or(0),
+    };
+    t.luns.push(LunConfig {
+        lun: Some(n),
+        backstore: backstore.to_owned(),
+    });
+    t.luns.sort_by_key(|l| l.lun);
+    Ok(format!("added LUN {n} ({backstore}) to {iqn}"))
+}
+
+/// `lun remove`: also drops the ACL mappings of that LUN, refusing when that would leave
+/// an ACL with no mapping (an empty list means "every LUN").
+pub fn lun_remove(c: &mut Config, iqn: &str, lun: u64) -> Result<String, ControlError> {
+    let t = target_mut(c, iqn)?;
+    pin_lun_numbers(t);
+    let Some(pos) = t.luns.iter().position(|l| l.lun == Some(lun)) else {
+        return Err(ControlError::not_found(format!(
+            "target {iqn} has no LUN {lun}"
+        )));
+    };
+    let mut unmapped = Vec::new();
+    for (init, acl) in t.acls.iter_mut() {
+        if acl.mapped_luns.is_empty() {
+            continue;
+        }
+        let before = acl.mapped_luns.len();
+        let kept: Vec<MappedLunConfig> = acl
+            .mapped_luns
+            .iter()
+            .filter(|m| m.target_lun.unwrap_or(m.lun) != lun)
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            return Err(ControlError::refused(format!(
+                "ACL {init} maps only LUN {lun}; without it the ACL would see every LUN. \
+                 Remove the ACL first (rustiscsi acl remove {iqn} {init}) or map another LUN"
+            )));
+        }
+        if kept.len() != before {
+            unmapped.push(init.clone());
+            acl.mapped_luns = kept;
+        }
+    }
+    let removed = t.luns.remove(pos);
+    let mut msg = format!("removed LUN {lun} ({}) from {iqn}", removed.backstore);
+    if !unmapped.is_empty() {
+        msg.push_str(&format!("; unmapped from ACLs {}", unmapped.join(", ")));
+    }
+    Ok(msg)
+}
+
+/// A `--map` argument: `LUN[:TARGET_LUN][:ro|:rw]`.
+pub fn parse_map(s: &str) -> Result<MappedLunConfig, String> {
+    let mut parts: Vec<&str> = s.split(':').collect();
+    let mut read_only = false;
+    if let Some(last) = parts.last() {
+        match last.to_ascii_lowercase().as_str() {
+            "ro" => {
+                read_only = true;
+                parts.pop();
+            }
+            "rw" => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    let num = |p: &str| {
+        p.parse::<u64>()
+            .map_err(|_| format!("{s:?}: {p:?} is not a LUN number (use LUN[:TARGET_LUN][:ro])"))
+    };
+    match parts.as_slice() {
+        [lun] => Ok(MappedLunConfig {
+            lun: num(lun)?,
+            target_lun: None,
+            read_only,
+        }),
+        [lun, tl] => Ok(MappedLunConfig {
+            lun: num(lun)?,
+            target_lun: Some(num(tl)?),
+            read_only,
+        }),
+        _ => Err(format!("{s:?}: use LUN[:TARGET_LUN][:ro]")),
+    }
+}
+
+/// `acl add`: with no mappings the initiator sees every LUN of the target.
+pub fn acl_add(
+    c: &mut Config,
+    iqn: &str,
+    initiator: &str,
+    maps: Vec<MappedLunConfig>,
+) -> Result<String, ControlError> {
+    let t = target_mut(c, iqn)?;
+    if t.acls.contains_key(initiator) {
+        return Err(ControlError::exists(format!(
+            "target {iqn} already has an ACL for {initiator}"
+        )));
+    }
+    let what = if maps.is_empty() {
+        "every LUN".to_owned()
+    } else {
+        let l: Vec<String> = maps
+            .iter()
+            .map(|m| {
+                let tl = m.target_lun.map_or(String::new(), |t| format!("->{t}"));
+                let ro = if m.read_only { " ro" } else { "" };
+                format!("{}{tl}{ro}", m.lun)
+            })
+            .collect();
+        format!("LUNs {}", l.join(", "))
+    };
+    t.acls.insert(
+        initiator.to_owned(),
+        AclConfig {
+            mapped_luns: maps,
+            ..AclConfig::default()
+        },
+    );
+    Ok(format!("added ACL {initiator} to {iqn} ({what})"))
+}
+
+/// `acl remove`.
+pub fn acl_remove(c: &mut Config, iqn: &str, initiator: &str) -> Result<String, ControlError> {
+    let t = target_mut(c, iqn)?;
+    if t.acls.remove(initiator).is_none() {
+        return Err(ControlError::not_found(format!(
+            "target {iqn} has no ACL for {initiator}"
+        )));
+    }
+    Ok(format!("removed ACL {initiator} from {iqn}"))
+}
+
+fn auth_slot<'a>(
+    c: &'a mut Config,
+    scope: &AuthScope,
+) -> Result<(&'a mut Option<ChapConfig>, &'a mut Option<ChapConfig>), ControlError> {
+    match scope {
+        AuthScope::Discovery => Ok((&mut c.discovery.chap, &mut c.discovery.mutual_chap)),
+        AuthScope::Target(iqn) => {
+            let AuthConfig { chap, mutual_chap } = &mut target_mut(c, iqn)?.auth;
+            Ok((chap, mutual_chap))
+        }
+        AuthScope::Acl { target, initiator } => {
+            let t = target_mut(c, target)?;
+            let acl = t.acls.get_mut(initiator).ok_or_else(|| {
+                ControlError::not_found(format!("target {target} has no ACL for {initiator}"))
+            })?;
+            Ok((&mut acl.chap, &mut acl.mutual_chap))
+        }
+    }
+}
+
+fn scope_name(scope: &AuthScope) -> String {
+    match scope {
+        AuthScope::Discovery => "discovery".into(),
+        AuthScope::Target(t) => format!("target {t}"),
+        AuthScope::Acl { target, initiator } => format!("ACL {initiator} of {target}"),
+    }
+}
+
+/// `auth set`: replaces both directions (one-way CHAP when `mutual` is `None`).
+pub fn auth_set(
+    c: &mut Config,
+    scope: &AuthScope,
+    chap: ChapConfig,
+    mutual: Option<ChapConfig>,
+) -> Result<String, ControlError> {
+    let (slot, mslot) = auth_slot(c, scope)?;
+    let kind = if mutual.is_some() {
+        "mutual CHAP"
+    } else {
+        "CHAP"
+    };
+    *slot = Some(chap);
+    *mslot = mutual;
+    Ok(format!("set {kind} on {}", scope_name(scope)))
+}
+
+/// `auth clear`.
+pub fn auth_clear(c: &mut Config, scope: &AuthScope) -> Result<String, ControlError> {
+    let (slot, mslot) = auth_slot(c, scope)?;
+    *slot = None;
+    *mslot = None;
+    Ok(format!("cleared CHAP on {}", scope_name(scope)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::api::ErrorCode;
+
+    const T: &str = "iqn.2026-11.org.example:t";
+    const I: &str = "iqn.2026-11.org.example:i";
+
+    fn cfg() -> Config {
+        let mut c = Config::default();
+        for n in ["a", "b"] {
+            backstore_create(
+                &mut c,
+                n,
+                BackstoreKind::Ramdisk,
+                None,
+                Some(Size(1 << 20)),
+                512,
+                false,
+            )
+            .unwrap();
+        }
+        target_create(&mut c, T).unwrap();
+        c
+    }
+
+    #[test]
+    fn full_workflow_validates() {
+        let mut c = cfg();
+        lun_add(&mut c, T, "a", None).unwrap();
+        lun_add(&mut c, T, "b", None).unwrap();
+        acl_add(
+            &mut c,
+            T,
+            I,
+            vec![parse_map("0").unwrap(), parse_map("1:ro").unwrap()],
+        )
+        .unwrap();
+        let chap = ChapConfig {
+            user: "u".into(),
+            password_file: "/s/u".into(),
+        };
+        let m = ChapConfig {
+            user: "m".into(),
+            password_file: "/s/m".into(),
+        };
+        let scope = AuthScope::Acl {
+            target: T.into(),
+            initiator: I.into(),
+        };
+        auth_set(&mut c, &scope, chap, Some(m)).unwrap();
+        crate::config::validate(c.clone(), "t").unwrap();
+        assert_eq!(
+            target_luns(&c.targets[T]),
+            vec![(0, "a".into()), (1, "b".into())]
+        );
+        auth_clear(&mut c, &scope).unwrap();
+        assert!(c.targets[T].acls[I].chap.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let mut c = cfg();
+        let e = backstore_create(&mut c, "a", BackstoreKind::Ramdisk, None, None, 512, false);
+        assert_eq!(e.unwrap_err().code, ErrorCode::Exists);
+        assert_eq!(
+            lun_add(&mut c, T, "zz", None).unwrap_err().code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            lun_add(&mut c, "iqn.2026-11.org.example:none", "a", None)
+                .unwrap_err()
+                .code,
+            ErrorCode::NotFound
+        );
+        lun_add(&mut c, T, "a", Some(3)).unwrap();
+        assert_eq!(
+            lun_add(&mut c, T, "b", Some(3)).unwrap_err().code,
+            ErrorCode::Exists
+        );
+        assert_eq!(
+            lun_add(&mut c, T, "a", None).unwrap_err().code,
+            ErrorCode::Exists
+        );
+        let e = backstore_delete(&mut c, "a").unwrap_err();
+        assert_eq!(e.code, ErrorCode::Refused);
+        assert!(e.message.contains("lun remove"), "{}", e.message);
+        assert_eq!(
+            lun_remove(&mut c, T, 9).unwrap_err().code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            acl_remove(&mut c, T, I).unwrap_err().code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            target_create(&mut c, T).unwrap_err().code,
+            ErrorCode::Exists
+        );
+    }
+
+    #[test]
+    fn lun_remove_keeps_numbers_and_unmaps() {
+        let mut c = cfg();
+        // Positional LUNs: removing LUN 0 must not renumber "b".
+        c.targets.get_mut(T).unwrap().luns = vec![
+            LunConfig {
+                lun: None,
+                backstore: "a".into(),
+            },
+            LunConfig {
+                lun: None,
+                backstore: "b".into(),
+            },
+        ];
+        acl_add(
+            &mut c,
+            T,
+            I,
+            vec![parse_map("0").unwrap(), parse_map("1").unwrap()],
+        )
+        .unwrap();
+        let msg = lun_remove(&mut c, T, 0).unwrap();
+        assert!(msg.contains("unmapped from ACLs"), "{msg}");
+        assert_eq!(target_luns(&c.targets[T]), vec![(1, "b".into())]);
+        assert_eq!(c.targets[T].acls[I].mapped_luns.len(), 1);
+        // Last mapping: refused.
+        let e = lun_remove(&mut c, T, 1).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Refused);
+        crate::config::validate(c, "t").unwrap();
+    }
+
+    #[test]
+    fn map_syntax() {
+        let m = parse_map("2:5:ro").unwrap();
+        assert_eq!((m.lun, m.target_lun, m.read_only), (2, Some(5), true));
+        let m = parse_map("1:rw").unwrap();
+        assert_eq!((m.lun, m.target_lun, m.read_only), (1, None, false));
+        assert!(parse_map("x").is_err());
+        assert!(parse_map("1:2:3").is_err());
+    }
+
+    #[test]
+    fn delete_target_and_backstore() {
+        let mut c = cfg();
+        lun_add(&mut c, T, "a", None).unwrap();
+        target_delete(&mut c, T).unwrap();
+        backstore_delete(&mut c, "a").unwrap();
+        assert!(c.targets.is_empty());
+        assert_eq!(c.backstores.len(), 1);
+    }
+}
