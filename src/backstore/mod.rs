@@ -208,6 +208,15 @@ impl Backstore {
         self.size() / u64::from(self.block_size)
     }
 
+    /// Grows a fileio or ramdisk backstore to `size` bytes (never shrinks; block devices
+    /// are resized outside, e.g. by `lvextend`) and returns the size now in effect.
+    pub fn grow(&self, size: u64) -> std::io::Result<u64> {
+        if self.kind != BackstoreKind::Block && self.file.metadata()?.len() < size {
+            self.file.set_len(size)?;
+        }
+        self.refresh_size()
+    }
+
     /// Re-reads the size of the file or device (after an online resize) and returns it.
     pub fn refresh_size(&self) -> std::io::Result<u64> {
         let size = match self.kind {

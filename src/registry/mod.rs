@@ -201,6 +201,31 @@ impl Registry {
                     units.insert(name.clone(), (spec, unit.clone()));
                     continue;
                 }
+                // Only the size changed: grow in place (online resize), same unit, and
+                // every initiator gets CAPACITY DATA HAS CHANGED.
+                let resized = BackstoreSpec {
+                    size: old.size,
+                    ..spec.clone()
+                };
+                if *old == resized {
+                    if spec.size < old.size {
+                        tracing::warn!(backstore = %name, "backstores are never shrunk online; keeping the current size");
+                    }
+                    let store = unit.backstore();
+                    let before = store.size();
+                    let after = store
+                        .grow(spec.size.unwrap_or(0))
+                        .map_err(|source| crate::backstore::BackstoreError::Open {
+                            name: name.clone(),
+                            source,
+                        })?;
+                    if after != before {
+                        tracing::info!(backstore = %name, before, after, "backstore grown");
+                        unit.capacity_changed();
+                    }
+                    units.insert(name.clone(), (spec, unit.clone()));
+                    continue;
+                }
             }
             let store = Arc::new(Backstore::open(&spec)?);
             let unit = Arc::new(LogicalUnit::new(store, ids.get(name)));
@@ -270,6 +295,23 @@ impl Registry {
             discovery: auth(&c.discovery.chap, &c.discovery.mutual_chap)?,
             offer: offer(c),
         })
+    }
+
+    /// Re-reads the size of every backstore (files extended, LVM volumes lvextended
+    /// outside the daemon) and announces the units whose capacity changed.
+    pub fn refresh_sizes(&self) {
+        for (name, (_, unit)) in &self.units {
+            let store = unit.backstore();
+            let before = store.size();
+            match store.refresh_size() {
+                Ok(after) if after != before => {
+                    tracing::info!(backstore = %name, before, after, "backstore size changed");
+                    unit.capacity_changed();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(backstore = %name, error = %e, "cannot read backstore size"),
+            }
+        }
     }
 
     /// The LUN map `initiator` sees on `target` (None when it may not log in).

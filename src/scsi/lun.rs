@@ -29,6 +29,8 @@ pub struct LogicalUnit {
     pub(crate) caw_lock: tokio::sync::Mutex<()>,
     /// SPC-2 and persistent reservations.
     pub(crate) reservations: Reservations,
+    /// I/O counters and latency histogram.
+    pub metrics: super::metrics::IoMetrics,
 }
 
 impl LogicalUnit {
@@ -41,6 +43,7 @@ impl LogicalUnit {
             capacity_gen: AtomicU64::new(0),
             caw_lock: tokio::sync::Mutex::new(()),
             reservations: Reservations::default(),
+            metrics: Default::default(),
         }
     }
 

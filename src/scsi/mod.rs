@@ -28,6 +28,7 @@ mod mode;
 mod nexus;
 pub mod opcodes;
 pub mod pr;
+pub mod metrics;
 mod sbc;
 pub use sbc::MAX_TRANSFER_BYTES;
 pub mod sense;
@@ -173,10 +174,20 @@ pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
         ua,
     };
     let data_out_len = data_out_len(&command, unit.block_size());
+    let io = match command {
+        Command::Read { blocks, .. } => Some((false, blocks)),
+        Command::Write { blocks, .. } | Command::WriteAndVerify { blocks, .. } => Some((true, blocks)),
+        _ => None,
+    };
+    let started = io.map(|_| std::time::Instant::now());
     let mut resp = match dispatch(&ctx, command, cmd.data_out).await {
         Ok(r) => r,
         Err(s) => ScsiResponse::check(s),
     };
+    if let (Some((write, blocks)), Some(t0)) = (io, started) {
+        let bytes = u64::from(blocks) * u64::from(unit.block_size());
+        unit.metrics.record(write, bytes, t0.elapsed());
+    }
     resp.data_out_len = data_out_len;
     resp
 }

@@ -29,6 +29,7 @@ fn same_map(a: &LunMap, b: &LunMap) -> bool {
 
 /// Builds and installs the registry for `v`.
 pub fn apply(ctx: &ServerCtx, v: &ValidatedConfig) -> Result<Applied, RegistryError> {
+    let _one_at_a_time = ctx.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
     let old = ctx.registry.load_full();
     let new = Registry::build(v, Some(&old))?;
     if new.config.daemon.portals != old.config.daemon.portals {

@@ -6,6 +6,8 @@
 
 pub mod apply;
 mod connection;
+pub mod control;
+pub mod metrics;
 pub mod framing;
 mod full_feature;
 pub mod sessions;
@@ -33,9 +35,26 @@ pub struct ServerCtx {
     pub shutdown: watch::Receiver<bool>,
     /// Bounds concurrent connections.
     pub connections: Arc<Semaphore>,
+    /// When the daemon started.
+    pub started: std::time::Instant,
+    /// The configuration file (none for the embedded default).
+    pub source: Option<std::path::PathBuf>,
+    /// Serializes configuration changes (SIGHUP, control socket).
+    pub apply_lock: std::sync::Mutex<()>,
 }
 
 impl ServerCtx {
+    /// A context serving `registry` loaded from `source`, stopped by `shutdown`.
+    pub fn with_source(
+        registry: Registry,
+        shutdown: watch::Receiver<bool>,
+        source: Option<std::path::PathBuf>,
+    ) -> Arc<Self> {
+        let mut ctx = Self::new(registry, shutdown);
+        Arc::get_mut(&mut ctx).expect("fresh").source = source;
+        ctx
+    }
+
     /// A context serving `registry`, stopped by `shutdown`.
     pub fn new(registry: Registry, shutdown: watch::Receiver<bool>) -> Arc<Self> {
         let max = registry.config.daemon.max_connections.max(1) as usize;
@@ -44,6 +63,9 @@ impl ServerCtx {
             sessions: sessions::SessionTable::default(),
             shutdown,
             connections: Arc::new(Semaphore::new(max)),
+            started: std::time::Instant::now(),
+            source: None,
+            apply_lock: std::sync::Mutex::new(()),
         })
     }
 }
