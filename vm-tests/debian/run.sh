@@ -2,8 +2,10 @@
 # Runs iSCSI scenarios: the Linux kernel initiator (open-iscsi) in a QEMU/TCG guest against a
 # target on the host's 127.0.0.1. One guest boot per scenario. Ends with "N passed, M failed".
 #
-# Usage: run.sh [--list] [SCENARIO...]     (no SCENARIO: every scenario that is not pending
-#                                           and that the chosen TARGET supports)
+# Usage: run.sh [SCENARIO...]      (none: every scenario that is not pending and that the
+#                                    chosen TARGET supports)
+#        run.sh --list             scenarios, their targets, active/pending
+#        run.sh --config SCENARIO  print the rustiscsid TOML it uses (WORK=/tmp/vmt-example)
 # Env:   TARGET=rustiscsi|tgt   RUSTISCSID=path (default target/release/rustiscsid)
 #        VM_TIMEOUT=secs per scenario (default: the scenario's, else 150)  VM_MEM=512  VM_SMP=1
 #        KEEP_WORK=1 keep temp dirs   VERBOSE=1 show the guest console live   KVER, RUST_LOG
@@ -35,6 +37,54 @@ if [[ ${1:-} == --list || ${1:-} == -l ]]; then
             "$(sed -n 's/^SCENARIO_TARGETS="\(.*\)"/\1/p' "$SCEN_DIR/$s.sh" | tr ' ' ,)" \
             "$(pending "$s" && echo pending || echo active)"
     done
+    exit 0
+fi
+
+# Helpers for scenario host parts ---------------------------------------------------------
+# secret_file NAME VALUE: writes a CHAP secret file, prints its path.
+secret_file() { mkdir -p "$WORK/secrets"; printf '%s\n' "$2" > "$WORK/secrets/$1"; chmod 600 "$WORK/secrets/$1"; echo "$WORK/secrets/$1"; }
+# toml_daemon: the [daemon] table for this run.
+toml_daemon() {
+    cat <<TOML
+[daemon]
+portals = ["127.0.0.1:$PORT"]
+state_dir = "$WORK/state"
+control_socket = "$WORK/control.sock"
+TOML
+}
+# toml_fileio NAME [BYTES]: a sparse fileio backstore in the work dir (created by the daemon).
+toml_fileio() {
+    local size=${2:-$LUN_SIZE}
+    ((size % 1048576)) || size="$((size / 1048576))M"
+    cat <<TOML
+
+[backstores.$1]
+kind = "fileio"
+path = "$WORK/$1.img"
+size = "$size"
+TOML
+}
+
+scenario_defaults() { # NAME: what a scenario file may override at its top level
+    IQN="iqn.2026-11.org.example.rustiscsi:$1"
+    INITIATOR="iqn.2005-03.org.open-iscsi:vmtest"
+    LUN_SIZE=268435456
+    SCENARIO_TIMEOUT=150
+    DISK_LUN=""
+    guest_env() { :; }
+    scenario_setup() { :; }
+}
+
+if [[ ${1:-} == --config ]]; then
+    [[ -f $SCEN_DIR/${2:-}.sh ]] || vmt_die "usage: $0 --config SCENARIO"
+    WORK=/tmp/vmt-example PORT=3260
+    scenario_defaults "$2"
+    # shellcheck source=/dev/null
+    . "$SCEN_DIR/$2.sh"
+    WORK=$(mktemp -d) # secret files land here, not in the example path
+    out=$(rustiscsi_config)
+    rm -rf "$WORK"
+    echo "${out//$WORK//tmp/vmt-example}"
     exit 0
 fi
 
@@ -74,41 +124,12 @@ free_port() {
     return 1
 }
 
-# Helpers for scenario host parts ---------------------------------------------------------
-# secret_file NAME VALUE: writes a CHAP secret file, prints its path.
-secret_file() { mkdir -p "$WORK/secrets"; printf '%s\n' "$2" > "$WORK/secrets/$1"; chmod 600 "$WORK/secrets/$1"; echo "$WORK/secrets/$1"; }
-# toml_daemon: the [daemon] table for this run.
-toml_daemon() {
-    cat <<TOML
-[daemon]
-portals = ["127.0.0.1:$PORT"]
-state_dir = "$WORK/state"
-control_socket = "$WORK/control.sock"
-TOML
-}
-# toml_fileio NAME [SIZE]: a sparse fileio backstore in the work dir (created by the daemon).
-toml_fileio() {
-    cat <<TOML
-
-[backstores.$1]
-kind = "fileio"
-path = "$WORK/$1.img"
-size = "${2:-$LUN_SIZE}"
-TOML
-}
-
 # run_scenario NAME: one guest boot; prints the per-step result lines; exit 0 = passed.
 run_scenario() {
     local name=$1
     WORK=$RUNDIR/$name
     mkdir -p "$WORK/cpio/scenario"
-    # Defaults a scenario may override at its top level.
-    IQN="iqn.2026-11.org.example.rustiscsi:$name"
-    INITIATOR="iqn.2005-03.org.open-iscsi:vmtest"
-    LUN_SIZE=268435456
-    SCENARIO_TIMEOUT=150
-    DISK_LUN=""
-    guest_env() { :; }
+    scenario_defaults "$name"
     # shellcheck source=/dev/null
     . "$SCEN_DIR/$name.sh"
     local timeout_s=${VM_TIMEOUT:-$SCENARIO_TIMEOUT}
@@ -124,6 +145,10 @@ run_scenario() {
     trap cleanup_scenario EXIT
     trap 'exit 130' INT TERM
 
+    if ! scenario_setup >>"$WORK/host-events.log" 2>&1; then
+        echo "RESULT $name scenario_setup FAIL see host-events.log"
+        return 1
+    fi
     if ! target_prepare || ! target_start; then
         echo "RESULT $name target_start FAIL see target log"
         return 1

@@ -28,6 +28,9 @@ check() {
     if [ "$_rc" = 143 ]; then fail "$_step" "timeout after ${STEP_TIMEOUT}s"; else fail "$_step" "rc=$_rc"; fi
     return 1
 }
+# ev 'SHELL CODE': for check/expect_fail steps that are an expression (with this library's
+# and the scenario's functions available).
+ev() { eval "$*"; }
 # need STEP CMD...: like check, but the scenario cannot go on without it.
 need() { check "$@" || abort "$1"; }
 # expect_rc STEP RC CMD...: PASS when CMD exits exactly RC (e.g. 24 for a refused login).
@@ -38,6 +41,15 @@ expect_rc() {
     _rc=$?
     if [ "$_rc" = "$_want" ]; then pass "$_step" "rc=$_rc"; return 0; fi
     fail "$_step" "rc=$_rc want=$_want"; return 1
+}
+# expect_fail STEP CMD...: PASS when CMD fails (any non-zero exit).
+expect_fail() {
+    _step=$1; shift
+    say "step $_step (must fail): $*"
+    timeout "$STEP_TIMEOUT" sh -c '. /scenario/guest-lib.sh; . /scenario/guest.sh; "$@"' sh "$@"
+    _rc=$?
+    if [ "$_rc" != 0 ] && [ "$_rc" != 143 ]; then pass "$_step" "rc=$_rc"; return 0; fi
+    fail "$_step" "rc=$_rc"; return 1
 }
 abort() { say "aborting after $1"; finish; sync; poweroff -f; exit 1; }
 finish() {
@@ -93,6 +105,37 @@ node_chap() {
 login() { iscsiadm -m node -T "${1:-$IQN}" -p "$PORTAL" -l; }
 logout() { iscsiadm -m node -T "${1:-$IQN}" -p "$PORTAL" -u; }
 rescan() { iscsiadm -m session -R; }
+# luns_seen: the LUN numbers of the session's SCSI devices, sorted, space separated.
+luns_seen() {
+    for d in /sys/class/iscsi_session/session*/device/target*/*:*:*:*; do
+        [ -e "$d" ] && echo "${d##*:}"
+    done | sort -n | tr '\n' ' ' | sed 's/ $//'
+}
+# luns_are "0 1": exactly these LUNs are visible (after a rescan).
+luns_are() {
+    rescan >/dev/null 2>&1
+    sleep 1
+    _seen=$(luns_seen)
+    echo "LUNs visible: '$_seen', expected '$1'"
+    [ "$_seen" = "$1" ]
+}
+# session_id: the sid of the (only) session.
+session_id() { iscsiadm -m session | sed -n 's/^tcp: \[\([0-9]*\)\].*/\1/p' | head -n1; }
+# discovery_chap_set USER PASSWORD: CHAP for SendTargets at $PORTAL (discoverydb record).
+discovery_chap_set() {
+    iscsiadm -m discoverydb -t st -p "$PORTAL" -o new >/dev/null &&
+        iscsiadm -m discoverydb -t st -p "$PORTAL" -o update -n discovery.sendtargets.auth.authmethod -v CHAP &&
+        iscsiadm -m discoverydb -t st -p "$PORTAL" -o update -n discovery.sendtargets.auth.username -v "$1" &&
+        iscsiadm -m discoverydb -t st -p "$PORTAL" -o update -n discovery.sendtargets.auth.password -v "$2"
+}
+# discoverydb_lists [IQN]: discovery through the discoverydb record (uses its CHAP settings).
+discoverydb_lists() {
+    iscsiadm -m discoverydb -t st -p "$PORTAL" --discover > /tmp/discovery.out 2>&1
+    _rc=$?
+    cat /tmp/discovery.out
+    [ $_rc = 0 ] || return $_rc
+    grep -q " ${1:-$IQN}\$" /tmp/discovery.out
+}
 # disk_of LUN: the block device of that LUN of the (only) session, or nothing.
 disk_of() {
     for d in /sys/class/iscsi_session/session*/device/target*/*:*:*:"$1"/block/*; do
@@ -176,6 +219,15 @@ raw_write_fails() { # DEV: an O_DIRECT write must fail (read-only LUN)
     cat /tmp/ro.err
 }
 
+# sha_of DEV-OR-FILE [BYTES]: sha256 of the first BYTES (default all) of it, read with O_DIRECT.
+sha_of() {
+    if [ -n "${2:-}" ]; then
+        dd if="$1" bs=1M count=$(($2 / 1048576)) iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1
+    else
+        sha256sum "$1" | cut -d' ' -f1
+    fi
+}
+
 # ---------------------------------------------------------------- the basic I/O suite
 # basic_suite: discovery, login, capacity, INQUIRY/VPD 0x83, mkfs, files + checksums across a
 # logout/login, O_DIRECT raw I/O, logout. Scenarios hook in with functions they define in
@@ -207,4 +259,16 @@ basic_suite() {
     need umount2 umount /mnt
     check raw_io raw_io "$DEV" "$LUN_SIZE"
     check final_logout logout
+}
+# quick_suite: login with the node_options hook, capacity, O_DIRECT raw I/O, logout (for the
+# scenarios about authentication and access, where the full basic suite would only add time).
+quick_suite() {
+    need node_record node_new
+    need node_options node_options
+    need login login
+    need_disk disk_appears
+    check readcap readcap_is "$DEV" "$LUN_SIZE"
+    check raw_io raw_io "$DEV" "$LUN_SIZE"
+    check logout logout
+    check disk_gone wait_no_disk "$DISK_LUN"
 }

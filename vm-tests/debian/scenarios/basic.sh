@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # SCENARIO_* are read by run.sh
 # basic: SendTargets discovery, login, READ CAPACITY, INQUIRY + VPD 0x83 (NAA), mkfs.ext4,
 # files with checksums verified across logout/login, O_DIRECT raw I/O at three offsets.
 SCENARIO_TARGETS="rustiscsi tgt"

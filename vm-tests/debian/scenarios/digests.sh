@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # SCENARIO_* are read by run.sh
 # digests: the basic suite with HeaderDigest and DataDigest CRC32C negotiated.
 SCENARIO_TARGETS="rustiscsi tgt"
 SCENARIO_TIMEOUT=150
