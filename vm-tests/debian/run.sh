@@ -66,7 +66,7 @@ TOML
 }
 
 scenario_defaults() { # NAME: what a scenario file may override at its top level
-    IQN="iqn.2026-11.org.example.rustiscsi:$1"
+    IQN="iqn.2026-11.org.example.rustiscsi:${1//_/-}"   # IQNs have no underscores (RFC 3722)
     INITIATOR="iqn.2005-03.org.open-iscsi:vmtest"
     LUN_SIZE=268435456
     SCENARIO_TIMEOUT=150

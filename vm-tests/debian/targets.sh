@@ -65,7 +65,7 @@ tgt_start() {
         kill -0 "$TARGET_PID" 2>/dev/null || { vmt_log "tgtd exited"; return 1; }
         sleep 0.1
     done
-    tgt_setup >>"$WORK/target.log" 2>&1 || { vmt_log "tgt_setup failed"; return 1; }
+    (set -e; tgt_setup) >>"$WORK/target.log" 2>&1 || { vmt_log "tgt_setup failed"; return 1; }
     wait_listen 10
 }
 tgt_stop() {

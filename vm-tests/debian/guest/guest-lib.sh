@@ -67,7 +67,8 @@ iscsid_ready() { grep -q "@$ISCSIADM_ABSTRACT" /proc/net/unix; }
 iscsi_start() {
     iscsi_stop
     echo "InitiatorName=${1:-$INITIATOR}" > /etc/iscsi/initiatorname.iscsi
-    iscsid -f >/tmp/iscsid.log 2>&1 &
+    # Own session: on SIGTERM iscsid signals its whole process group.
+    setsid iscsid -f >/tmp/iscsid.log 2>&1 &
     echo $! > /run/iscsid.pid
     i=0
     while ! iscsid_ready; do
@@ -262,12 +263,14 @@ basic_suite() {
 }
 # quick_suite: login with the node_options hook, capacity, O_DIRECT raw I/O, logout (for the
 # scenarios about authentication and access, where the full basic suite would only add time).
+# Hooks: node_options, after_login.
 quick_suite() {
     need node_record node_new
     need node_options node_options
     need login login
     need_disk disk_appears
     check readcap readcap_is "$DEV" "$LUN_SIZE"
+    after_login
     check raw_io raw_io "$DEV" "$LUN_SIZE"
     check logout logout
     check disk_gone wait_no_disk "$DISK_LUN"

@@ -33,11 +33,11 @@ guest_env() { printf "CHAP_USER='%s'\nCHAP_PASS='%s'\n" "$CHAP_USER" "$CHAP_PASS
 guest_part() {
     cat <<'GUEST'
 node_options() { node_chap "$CHAP_USER" "$CHAP_PASS"; }
+after_login() { check session_uses_chap session_shows "username: $CHAP_USER"; }
 guest_main() {
     need iscsid_start iscsi_start
     need discovery discover_lists
     quick_suite
-    check session_auth session_shows 'username: '"$CHAP_USER"
 }
 GUEST
 }

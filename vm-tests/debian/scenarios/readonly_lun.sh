@@ -33,7 +33,8 @@ TOML
 
 tgt_setup() {
     TGTADM --mode target --op new --tid 1 -T "$IQN"
-    TGTADM --mode logicalunit --op new --tid 1 --lun 1 -b "$WORK/disk0.img" --params readonly=1
+    TGTADM --mode logicalunit --op new --tid 1 --lun 1 -b "$WORK/disk0.img"
+    TGTADM --mode logicalunit --op update --tid 1 --lun 1 --params readonly=1
     TGTADM --mode target --op bind --tid 1 -I ALL
 }
 

@@ -32,15 +32,14 @@ node_options() {
 }
 big_write() { # DEV: 32 MiB at 64 MiB, 256 KiB O_DIRECT writes, in the background
     dd if=/dev/urandom of=/tmp/big bs=1M count=32 2>/dev/null
-    dd if=/tmp/big of="$1" bs=256K seek=256 oflag=direct conv=notrunc > /tmp/big.log 2>&1 &
-    echo $! > /tmp/big.pid
+    rm -f /tmp/big.done
+    (dd if=/tmp/big of="$1" bs=256K seek=256 oflag=direct conv=notrunc > /tmp/big.log 2>&1
+     echo "rc=$?" >> /tmp/big.log; touch /tmp/big.done) &
 }
-big_write_done() { # wait for the writer; its exit status
-    _p=$(cat /tmp/big.pid)
-    while kill -0 "$_p" 2>/dev/null; do sleep 0.5; done
-    wait "$_p" 2>/dev/null
+big_write_done() { # wait for the writer; it must have written all 128 blocks
+    while [ ! -e /tmp/big.done ]; do sleep 0.5; done
     cat /tmp/big.log
-    grep -q "33554432 bytes" /tmp/big.log
+    grep -q "^rc=0" /tmp/big.log && grep -q "^128+0 records out" /tmp/big.log
 }
 big_read_ok() {
     dd if="$1" of=/tmp/big.back bs=256K skip=256 count=128 iflag=direct 2>/dev/null && cmp /tmp/big /tmp/big.back
