@@ -120,6 +120,15 @@ luns_are() {
     echo "LUNs visible: '$_seen', expected '$1'"
     [ "$_seen" = "$1" ]
 }
+# report_luns_are DEV "0 1": REPORT LUNS (sg_luns) answers exactly these LUNs.
+report_luns_are() {
+    sg_luns "$1" > /tmp/luns.out || { cat /tmp/luns.out; return 1; }
+    cat /tmp/luns.out
+    _l=$(sed -n 's/^ *\([0-9a-f]\{16\}\).*/\1/p' /tmp/luns.out | while read -r x; do
+        printf '%d\n' "0x$(echo "$x" | cut -c3-4)"; done | sort -n | tr '\n' ' ' | sed 's/ $//')
+    echo "REPORT LUNS: '$_l', expected '$2'"
+    [ "$_l" = "$2" ]
+}
 # session_id: the sid of the (only) session.
 session_id() { iscsiadm -m session | sed -n 's/^tcp: \[\([0-9]*\)\].*/\1/p' | head -n1; }
 # discovery_chap_set USER PASSWORD: CHAP for SendTargets at $PORTAL (discoverydb record).
@@ -191,10 +200,13 @@ write_files() {
 }
 verify_files() { (cd "$1" && sha256sum -c /tmp/sums); }
 # raw_io DEV SIZE: O_DIRECT writes of 1 MiB random data at offset 0, an offset that is not
-# MiB-aligned (37 MiB + 25 sectors) and the last MiB; read all back and compare.
+# MiB-aligned (37 MiB + 25 sectors; half the size + 25 sectors on LUNs up to 64 MiB) and the
+# last MiB; read all back and compare.
 raw_io() {
     _mib=1048576
-    _offs="0 $((37 * _mib + 25 * 512)) $(($2 - _mib))"
+    _mid=$((37 * _mib + 25 * 512))
+    [ "$2" -gt $((64 * _mib)) ] || _mid=$(($2 / 2 + 25 * 512))
+    _offs="0 $_mid $(($2 - _mib))"
     _i=0
     for _o in $_offs; do
         if ! dd if=/dev/urandom of=/tmp/pat$_i bs=1M count=1 2>/dev/null ||

@@ -34,14 +34,6 @@ guest_env() { printf "INITIATOR_B='%s'\n" "$INITIATOR_B"; }
 
 guest_part() {
     cat <<'GUEST'
-report_luns_are() { # DEV "0 1"
-    sg_luns "$1" > /tmp/luns.out || { cat /tmp/luns.out; return 1; }
-    cat /tmp/luns.out
-    _l=$(sed -n 's/^ *\([0-9a-f]\{16\}\).*/\1/p' /tmp/luns.out | while read -r x; do
-        printf '%d\n' "0x$(echo "$x" | cut -c3-4)"; done | sort -n | tr '\n' ' ' | sed 's/ $//')
-    echo "REPORT LUNS: '$_l', expected '$2'"
-    [ "$_l" = "$2" ]
-}
 size_is() { [ "$(blockdev --getsize64 "$1")" = "$2" ]; }
 guest_main() {
     need iscsid_start iscsi_start "$INITIATOR"
