@@ -112,7 +112,13 @@ RUNDIR=$(mktemp -d "${TMPDIR:-/tmp}/vm-tests.XXXXXX")
 [[ $RUNDIR != *[[:space:],]* ]] || vmt_die "temp dir path must not contain spaces or commas: $RUNDIR"
 cleanup_run() { [[ ${KEEP_WORK:-0} == 1 ]] || rm -rf "$RUNDIR"; }
 trap cleanup_run EXIT
-trap 'exit 130' INT TERM
+SCEN_PID=""
+on_signal() { # stop the running scenario (its own traps stop QEMU and the target), then exit
+    if [[ -n $SCEN_PID ]]; then kill -TERM "$SCEN_PID" 2>/dev/null || true; wait "$SCEN_PID" 2>/dev/null || true; fi
+    vmt_log "interrupted"
+    exit 130
+}
+trap on_signal INT TERM
 "$VMT_DIR/build-initramfs.sh" "$RUNDIR/base.cpio.gz"
 
 free_port() {
@@ -245,7 +251,11 @@ for s in "${selected[@]}"; do
     out=$RUNDIR/$s.out
     mkdir -p "$RUNDIR/$s"
     rc=0
-    (run_scenario "$s") > "$out" 2>"$RUNDIR/$s.err" || rc=$?
+    # In the background so that a signal to this shell is handled at once (see on_signal).
+    (run_scenario "$s") > "$out" 2>"$RUNDIR/$s.err" &
+    SCEN_PID=$!
+    wait "$SCEN_PID" || rc=$?
+    SCEN_PID=""
     cat "$RUNDIR/$s.err" >&2
     grep '^RESULT ' "$out" | sed 's/^RESULT [^ ]* /  /' || true
     t=$(sed -n 's/^TIME [^ ]* //p' "$out")
