@@ -1,0 +1,56 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # SCENARIO_* are read by run.sh
+# mutual_chap: the initiator proves itself and the target proves itself back; a wrong
+# expected target secret makes the initiator drop the login.
+SCENARIO_TARGETS="rustiscsi tgt"
+SCENARIO_TIMEOUT=120
+CHAP_USER=client1
+CHAP_PASS=chap-secret-0123456789
+MUTUAL_USER=target1
+MUTUAL_PASS=mutual-secret-9876543210
+
+rustiscsi_config() {
+    toml_daemon
+    toml_fileio disk0
+    cat <<TOML
+
+[targets."$IQN"]
+luns = [{ lun = 0, backstore = "disk0" }]
+
+[targets."$IQN".acls."$INITIATOR"]
+chap = { user = "$CHAP_USER", password_file = "$(secret_file chap "$CHAP_PASS")" }
+mutual_chap = { user = "$MUTUAL_USER", password_file = "$(secret_file mutual "$MUTUAL_PASS")" }
+TOML
+}
+
+tgt_setup() {
+    make_disk "$WORK/disk0.img"
+    TGTADM --mode target --op new --tid 1 -T "$IQN"
+    TGTADM --mode logicalunit --op new --tid 1 --lun 1 -b "$WORK/disk0.img"
+    TGTADM --mode target --op bind --tid 1 -Q "$INITIATOR"
+    TGTADM --mode account --op new --user "$CHAP_USER" --password "$CHAP_PASS"
+    TGTADM --mode account --op bind --tid 1 --user "$CHAP_USER"
+    TGTADM --mode account --op new --user "$MUTUAL_USER" --password "$MUTUAL_PASS"
+    TGTADM --mode account --op bind --tid 1 --user "$MUTUAL_USER" --outgoing
+}
+
+guest_env() {
+    printf "CHAP_USER='%s'\nCHAP_PASS='%s'\nMUTUAL_USER='%s'\nMUTUAL_PASS='%s'\n" \
+        "$CHAP_USER" "$CHAP_PASS" "$MUTUAL_USER" "$MUTUAL_PASS"
+}
+
+guest_part() {
+    cat <<'GUEST'
+node_options() { node_chap "$CHAP_USER" "$CHAP_PASS" "$MUTUAL_USER" "$MUTUAL_PASS"; }
+guest_main() {
+    need iscsid_start iscsi_start
+    need discovery discover_lists
+    quick_suite
+    # The target answers with its secret; the initiator must refuse a target that does not
+    # know the secret it expects.
+    check wrong_target_secret node_set node.session.auth.password_in wrong-mutual-secret-000
+    expect_fail login_bad_target_refused login
+    check no_session ev '! iscsiadm -m session >/dev/null 2>&1'
+}
+GUEST
+}
