@@ -191,7 +191,29 @@ async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
         }
     })?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = ServerCtx::new(registry, stop_rx);
+    let ctx = ServerCtx::with_source(registry, stop_rx.clone(), args.config.clone());
+    let control_path = v.config.daemon.control_socket.clone();
+    let control = {
+        let (path, backend, stop) = (
+            control_path.clone(),
+            server::control::backend(&ctx),
+            stop_rx.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = rustiscsi::control::server::serve(&path, backend, stop).await {
+                tracing::warn!(socket = %path.display(), error = %e, "control socket unavailable: the rustiscsi CLI cannot reach this daemon");
+            }
+        })
+    };
+    if let Some(addr) = v.config.daemon.metrics_listen {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server::metrics::serve(addr, ctx).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+    spawn_size_watcher(ctx.clone());
     if args.config.is_none() {
         print_demo_banner(&v);
     }
@@ -218,6 +240,7 @@ async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = server.await;
+    let _ = control.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -241,6 +264,20 @@ fn reload(args: &Args, ctx: &Arc<ServerCtx>) {
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// Notices backstores resized outside the daemon (a file extended, an LVM volume
+/// lvextended) and raises CAPACITY DATA HAS CHANGED for their initiators.
+fn spawn_size_watcher(ctx: Arc<ServerCtx>) {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(std::time::Duration::from_secs(5));
+        t.tick().await;
+        loop {
+            t.tick().await;
+            let reg = ctx.registry.load_full();
+            let _ = tokio::task::spawn_blocking(move || reg.refresh_sizes()).await;
+        }
+    });
 }
 
 fn spawn_watchdog() {

@@ -213,12 +213,12 @@ impl Registry {
                     }
                     let store = unit.backstore();
                     let before = store.size();
-                    let after = store
-                        .grow(spec.size.unwrap_or(0))
-                        .map_err(|source| crate::backstore::BackstoreError::Open {
+                    let after = store.grow(spec.size.unwrap_or(0)).map_err(|source| {
+                        crate::backstore::BackstoreError::Open {
                             name: name.clone(),
                             source,
-                        })?;
+                        }
+                    })?;
                     if after != before {
                         tracing::info!(backstore = %name, before, after, "backstore grown");
                         unit.capacity_changed();
@@ -309,7 +309,9 @@ impl Registry {
                     unit.capacity_changed();
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(backstore = %name, error = %e, "cannot read backstore size"),
+                Err(e) => {
+                    tracing::warn!(backstore = %name, error = %e, "cannot read backstore size")
+                }
             }
         }
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds; the last bucket is open.
 pub const BUCKETS_US: [u64; 15] = [
-    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    1_000_000,
 ];
 
 /// Counters of one logical unit.
@@ -48,7 +49,10 @@ impl IoMetrics {
         n.fetch_add(1, Ordering::Relaxed);
         b.fetch_add(bytes, Ordering::Relaxed);
         let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
-        let i = BUCKETS_US.iter().position(|&ub| us <= ub).unwrap_or(BUCKETS_US.len());
+        let i = BUCKETS_US
+            .iter()
+            .position(|&ub| us <= ub)
+            .unwrap_or(BUCKETS_US.len());
         self.hist[i].fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
     }
@@ -83,7 +87,10 @@ mod tests {
         m.record(true, 512, Duration::from_micros(300));
         m.record(true, 512, Duration::from_secs(5));
         let s = m.snapshot();
-        assert_eq!((s.reads, s.writes, s.read_bytes, s.write_bytes), (1, 2, 4096, 1024));
+        assert_eq!(
+            (s.reads, s.writes, s.read_bytes, s.write_bytes),
+            (1, 2, 4096, 1024)
+        );
         assert_eq!(s.latency_us[0], (10, 1));
         assert_eq!(s.latency_us[5], (500, 1));
         assert_eq!(*s.latency_us.last().unwrap(), (u64::MAX, 1));

@@ -24,11 +24,11 @@ use bytes::Bytes;
 
 pub mod cdb;
 mod lun;
+pub mod metrics;
 mod mode;
 mod nexus;
 pub mod opcodes;
 pub mod pr;
-pub mod metrics;
 mod sbc;
 pub use sbc::MAX_TRANSFER_BYTES;
 pub mod sense;
@@ -176,7 +176,9 @@ pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
     let data_out_len = data_out_len(&command, unit.block_size());
     let io = match command {
         Command::Read { blocks, .. } => Some((false, blocks)),
-        Command::Write { blocks, .. } | Command::WriteAndVerify { blocks, .. } => Some((true, blocks)),
+        Command::Write { blocks, .. } | Command::WriteAndVerify { blocks, .. } => {
+            Some((true, blocks))
+        }
         _ => None,
     };
     let started = io.map(|_| std::time::Instant::now());

@@ -8,8 +8,8 @@ use super::ServerCtx;
 use super::apply;
 use crate::config::{Config, ValidatedConfig};
 use crate::control::api::{
-    ControlError, ErrorCode, HostInfo, LunStats, Plan, SessionCounters, SessionInfo, SessionParams, SessionStats,
-    Stats, StatusReport,
+    ControlError, ErrorCode, HostInfo, LunStats, Plan, SessionCounters, SessionInfo, SessionParams,
+    SessionStats, Stats, StatusReport,
 };
 use crate::control::plan::plan;
 use crate::control::server::{BoxFuture, ControlBackend};
@@ -72,13 +72,20 @@ impl ControlBackend for ServerCtx {
         }
         let sessions = self.sessions.list();
         for t in &mut r.targets {
-            t.sessions = sessions.iter().filter(|s| !s.discovery && s.key.target == t.iqn).count() as u32;
+            t.sessions = sessions
+                .iter()
+                .filter(|s| !s.discovery && s.key.target == t.iqn)
+                .count() as u32;
         }
         r
     }
 
     fn sessions(&self) -> Vec<SessionInfo> {
-        self.sessions.list().iter().map(|h| session_info(h)).collect()
+        self.sessions
+            .list()
+            .iter()
+            .map(|h| session_info(h))
+            .collect()
     }
 
     fn stats(&self) -> Stats {
@@ -116,12 +123,17 @@ impl ControlBackend for ServerCtx {
         (self.registry.load().config.clone(), self.source.clone())
     }
 
-    fn apply(&self, new: ValidatedConfig, dry_run: bool) -> BoxFuture<'_, Result<Plan, ControlError>> {
+    fn apply(
+        &self,
+        new: ValidatedConfig,
+        dry_run: bool,
+    ) -> BoxFuture<'_, Result<Plan, ControlError>> {
         Box::pin(async move {
             let running = self.registry.load_full();
             let p = plan(&running.config, &new.config, &self.sessions());
             if !dry_run {
-                apply::apply(self, &new).map_err(|e| ControlError::new(ErrorCode::Internal, e.to_string()))?;
+                apply::apply(self, &new)
+                    .map_err(|e| ControlError::new(ErrorCode::Internal, e.to_string()))?;
             }
             Ok(p)
         })

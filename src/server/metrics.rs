@@ -16,16 +16,25 @@ use crate::scsi::metrics::BUCKETS_US;
 
 /// Escapes a label value.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders every metric in the Prometheus text exposition format.
 pub fn render(ctx: &ServerCtx) -> String {
     let reg = ctx.registry.load();
     let mut o = String::new();
-    let _ = writeln!(o, "# HELP rustiscsi_uptime_seconds Seconds since the daemon started.");
+    let _ = writeln!(
+        o,
+        "# HELP rustiscsi_uptime_seconds Seconds since the daemon started."
+    );
     let _ = writeln!(o, "# TYPE rustiscsi_uptime_seconds gauge");
-    let _ = writeln!(o, "rustiscsi_uptime_seconds {}", ctx.started.elapsed().as_secs());
+    let _ = writeln!(
+        o,
+        "rustiscsi_uptime_seconds {}",
+        ctx.started.elapsed().as_secs()
+    );
     for (name, help) in [
         ("reads", "READ commands"),
         ("writes", "WRITE commands"),
@@ -42,10 +51,17 @@ pub fn render(ctx: &ServerCtx) -> String {
                 "read_bytes" => s.read_bytes,
                 _ => s.write_bytes,
             };
-            let _ = writeln!(o, "rustiscsi_lun_{name}_total{{backstore=\"{}\"}} {v}", label(bs));
+            let _ = writeln!(
+                o,
+                "rustiscsi_lun_{name}_total{{backstore=\"{}\"}} {v}",
+                label(bs)
+            );
         }
     }
-    let _ = writeln!(o, "# HELP rustiscsi_lun_io_latency_seconds READ/WRITE latency per backstore.");
+    let _ = writeln!(
+        o,
+        "# HELP rustiscsi_lun_io_latency_seconds READ/WRITE latency per backstore."
+    );
     let _ = writeln!(o, "# TYPE rustiscsi_lun_io_latency_seconds histogram");
     for (bs, (_, unit)) in &reg.units {
         let s = unit.metrics.snapshot();
@@ -53,15 +69,23 @@ pub fn render(ctx: &ServerCtx) -> String {
         let mut cum = 0;
         for (i, (_, n)) in s.latency_us.iter().enumerate() {
             cum += n;
-            let le = BUCKETS_US.get(i).map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-            let _ = writeln!(o, "rustiscsi_lun_io_latency_seconds_bucket{{backstore=\"{l}\",le=\"{le}\"}} {cum}");
+            let le = BUCKETS_US
+                .get(i)
+                .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+            let _ = writeln!(
+                o,
+                "rustiscsi_lun_io_latency_seconds_bucket{{backstore=\"{l}\",le=\"{le}\"}} {cum}"
+            );
         }
         let _ = writeln!(
             o,
             "rustiscsi_lun_io_latency_seconds_sum{{backstore=\"{l}\"}} {}",
             s.latency_sum_us as f64 / 1e6
         );
-        let _ = writeln!(o, "rustiscsi_lun_io_latency_seconds_count{{backstore=\"{l}\"}} {cum}");
+        let _ = writeln!(
+            o,
+            "rustiscsi_lun_io_latency_seconds_count{{backstore=\"{l}\"}} {cum}"
+        );
     }
     let sessions = ctx.sessions.list();
     let _ = writeln!(o, "# HELP rustiscsi_sessions Logged-in sessions.");
@@ -73,7 +97,10 @@ pub fn render(ctx: &ServerCtx) -> String {
         ("write_bytes", "Bytes received as Data-Out"),
         ("errors", "Commands that did not end GOOD"),
     ] {
-        let _ = writeln!(o, "# HELP rustiscsi_session_{name}_total {help} per session.");
+        let _ = writeln!(
+            o,
+            "# HELP rustiscsi_session_{name}_total {help} per session."
+        );
         let _ = writeln!(o, "# TYPE rustiscsi_session_{name}_total counter");
         for h in &sessions {
             let c = &h.counters;

@@ -7,9 +7,9 @@
 pub mod apply;
 mod connection;
 pub mod control;
-pub mod metrics;
 pub mod framing;
 mod full_feature;
+pub mod metrics;
 pub mod sessions;
 mod text;
 pub mod writer;
