@@ -59,23 +59,11 @@ impl LoginPolicy for Registry {
                 tpgt: 1,
             });
         };
-        let Some(t) = self.targets.get(target) else {
-            tracing::warn!(initiator = %who.initiator, peer = %who.peer, target, "login to unknown target");
-            return Err(LoginStatus::NOT_FOUND);
-        };
-        match admits(t, &who.initiator, who.peer) {
-            Ok(auth) => Ok(Access {
-                auth: requirement(auth),
-                tpgt: t.tpg,
-            }),
-            Err(s) => {
-                tracing::warn!(initiator = %who.initiator, peer = %who.peer, target, "initiator not allowed");
-                Err(s)
-            }
-        }
-    }
-
-    fn auth_failed(&self, who: &LoginIdentity, why: &str) {
-        tracing::warn!(initiator = %who.initiator, peer = %who.peer, target = ?who.target, why, "authentication failed");
+        let t = self.targets.get(target).ok_or(LoginStatus::NOT_FOUND)?;
+        let auth = admits(t, &who.initiator, who.peer)?;
+        Ok(Access {
+            auth: requirement(auth),
+            tpgt: t.tpg,
+        })
     }
 }

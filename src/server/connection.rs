@@ -13,7 +13,9 @@ use super::ServerCtx;
 use super::framing::{self, FramingError};
 use super::full_feature;
 use super::sessions::{NewSession, Registration, SessionKey};
-use crate::iscsi::login::{Login, LoginReply, LoginRequest, LoginStep, Negotiated};
+use crate::iscsi::login::{
+    Access, Login, LoginIdentity, LoginPolicy, LoginReply, LoginRequest, LoginStep, Negotiated,
+};
 use crate::iscsi::wire::codes::LoginStatus;
 use crate::iscsi::wire::{Bhs, Opcode};
 use crate::registry::Registry;
@@ -24,6 +26,43 @@ const LOGIN_MAX_DATA: usize = 8192;
 /// Read buffer size: large enough that a whole 256 KiB data segment usually arrives in
 /// one read, small enough for thousands of connections.
 const READ_BUF: usize = 256 * 1024;
+
+/// The registry's policy behind the per-address limit on failed authentications.
+struct Gate<'a> {
+    registry: &'a Registry,
+    ctx: &'a ServerCtx,
+    limited: std::cell::Cell<bool>,
+}
+
+impl LoginPolicy for Gate<'_> {
+    fn authorize(&self, who: &LoginIdentity) -> Result<Access, LoginStatus> {
+        let limit = self.registry.config.daemon.auth_failures_per_minute;
+        if self
+            .ctx
+            .auth_limiter
+            .blocked(who.peer, limit, std::time::Instant::now())
+        {
+            self.limited.set(true);
+            return Err(LoginStatus::AUTH_FAILED);
+        }
+        self.registry.authorize(who)
+    }
+
+    fn auth_failed(&self, who: &LoginIdentity, _why: &str) {
+        let limit = self.registry.config.daemon.auth_failures_per_minute;
+        if self
+            .ctx
+            .auth_limiter
+            .failed(who.peer, limit, std::time::Instant::now())
+        {
+            tracing::warn!(
+                peer = %who.peer,
+                initiator = %who.initiator,
+                "{limit} failed authentications from this address within a minute: its logins are refused for a minute"
+            );
+        }
+    }
+}
 
 /// What the login phase hands to the full feature phase.
 pub(super) struct LoggedIn<'a> {
@@ -90,6 +129,11 @@ async fn login<'a>(
 ) -> Result<LoggedIn<'a>, FramingError> {
     let depth = registry.config.iscsi.queue_depth;
     let mut login = Login::new(registry.offer.clone(), peer.ip());
+    let gate = Gate {
+        registry,
+        ctx,
+        limited: std::cell::Cell::new(false),
+    };
     let mut statsn: Option<u32> = None;
     loop {
         let h = framing::read_header(&mut rd, false).await?;
@@ -105,7 +149,7 @@ async fn login<'a>(
         framing::read_data(&mut rd, dlen, false, &mut data).await?;
         let req = LoginRequest::from_bhs(&h.bhs);
         let sn = *statsn.get_or_insert(req.exp_statsn);
-        match login.step(&req, &data, registry) {
+        match login.step(&req, &data, &gate) {
             LoginStep::Continue(mut r) => {
                 fill(&mut r, sn, req.cmdsn, depth);
                 send(&mut wr, &r).await?;
@@ -113,13 +157,23 @@ async fn login<'a>(
             }
             LoginStep::Fail(mut r, why) => {
                 let who = login.identity();
-                tracing::warn!(
-                    %peer,
-                    initiator = who.map(|w| w.initiator.as_str()).unwrap_or("?"),
-                    target = who.and_then(|w| w.target.as_deref()).unwrap_or("-"),
-                    status = format_args!("{:02x}{:02x}", r.bhs.0[36], r.bhs.0[37]),
-                    "login refused: {why}"
-                );
+                let status = LoginStatus::new(r.bhs.0[36], r.bhs.0[37]);
+                let initiator = who.map(|w| w.initiator.as_str()).unwrap_or("?");
+                let target = who
+                    .and_then(|w| w.target.as_deref())
+                    .unwrap_or("(discovery)");
+                if gate.limited.get() {
+                    tracing::debug!(%peer, initiator, target, "login refused: too many failed authentications");
+                } else {
+                    tracing::warn!(
+                        %peer,
+                        initiator,
+                        target,
+                        status = format_args!("{:02x}{:02x}", status.class, status.detail),
+                        "login refused: {} ({why})",
+                        status.describe()
+                    );
+                }
                 fill(&mut r, sn, req.cmdsn, depth);
                 let _ = send(&mut wr, &r).await;
                 return Err(FramingError::Closed);

@@ -10,6 +10,7 @@ pub mod control;
 pub mod framing;
 mod full_feature;
 pub mod metrics;
+pub mod ratelimit;
 pub mod sessions;
 mod text;
 pub mod writer;
@@ -41,6 +42,8 @@ pub struct ServerCtx {
     pub source: Option<std::path::PathBuf>,
     /// Serializes configuration changes (SIGHUP, control socket).
     pub apply_lock: std::sync::Mutex<()>,
+    /// Failed authentications per source address.
+    pub auth_limiter: ratelimit::AuthLimiter,
 }
 
 impl ServerCtx {
@@ -66,6 +69,7 @@ impl ServerCtx {
             started: std::time::Instant::now(),
             source: None,
             apply_lock: std::sync::Mutex::new(()),
+            auth_limiter: ratelimit::AuthLimiter::default(),
         })
     }
 }

@@ -24,7 +24,15 @@ struct Server {
 }
 
 async fn start(extra: &str) -> Server {
+    start_with(extra, "demo_mode = true").await
+}
+
+async fn start_with(extra: &str, target_extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("chap");
+    std::fs::write(&secret, "initiator-secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let target_extra = target_extra.replace("SECRET", &secret.display().to_string());
     let text = format!(
         r#"
 [daemon]
@@ -42,7 +50,7 @@ kind = "ramdisk"
 size = "16M"
 [targets."{TARGET}"]
 luns = [{{ lun = 0, backstore = "ram" }}]
-demo_mode = true
+{target_extra}
 "#,
         dir.path().display()
     );
@@ -382,4 +390,83 @@ async fn logout_and_shutdown() {
     let (r, _) = ini.recv().await.unwrap();
     assert_eq!(r.opcode(), Opcode::ASYNC_MESSAGE);
     assert_eq!(r.0[36], 1, "logout requested");
+}
+
+/// Logs in with CHAP (MD5) using `secret`; returns the final login status.
+async fn chap_login(addr: std::net::SocketAddr, secret: &[u8]) -> (u8, u8) {
+    use crate::iscsi::login::chap::{ChapAlgorithm, decode_binary, encode_hex};
+    let mut ini = Ini {
+        s: TcpStream::connect(addr).await.unwrap(),
+        hd: false,
+        dd: false,
+        cmdsn: 1,
+        itt: 1,
+        statsn: 0,
+    };
+    let mut b = Bhs::new(Opcode::LOGIN_REQUEST);
+    b.0[0] |= 0x40;
+    b.0[8..14].copy_from_slice(&[0x80, 0, 0, 0, 0, 0x42]);
+    let first = text(&[
+        ("InitiatorName", "iqn.2026-11.org.example:ini"),
+        ("SessionType", "Normal"),
+        ("TargetName", TARGET),
+        ("AuthMethod", "CHAP"),
+    ]);
+    ini.send(&b, &first).await;
+    let (r, _) = ini.recv().await.unwrap();
+    if r.0[36] != 0 {
+        return (r.0[36], r.0[37]);
+    }
+    ini.send(&b, &text(&[("CHAP_A", "5")])).await;
+    let (_, d) = ini.recv().await.unwrap();
+    let t = TextPairs::parse(&d).unwrap();
+    let id: u8 = t.get("CHAP_I").unwrap().parse().unwrap();
+    let c = decode_binary(t.get("CHAP_C").unwrap()).unwrap();
+    let resp = encode_hex(&ChapAlgorithm::Md5.response(id, secret, &c));
+    b.set_flags(0x81);
+    ini.send(&b, &text(&[("CHAP_N", "client1"), ("CHAP_R", &resp)]))
+        .await;
+    let (r, _) = ini.recv().await.unwrap();
+    (r.0[36], r.0[37])
+}
+
+#[tokio::test]
+async fn source_networks_are_checked_before_login() {
+    let srv = start_with("", "allowed_networks = [\"10.0.0.0/8\"]\ndemo_mode = true").await;
+    let s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut ini = Ini {
+        s,
+        hd: false,
+        dd: false,
+        cmdsn: 1,
+        itt: 1,
+        statsn: 0,
+    };
+    let mut b = Bhs::new(Opcode::LOGIN_REQUEST);
+    b.0[0] |= 0x40;
+    b.set_flags(0x81);
+    let first = text(&[
+        ("InitiatorName", "iqn.2026-11.org.example:ini"),
+        ("TargetName", TARGET),
+    ]);
+    ini.send(&b, &first).await;
+    let (r, _) = ini.recv().await.unwrap();
+    assert_eq!((r.0[36], r.0[37]), (2, 2), "authorization failure");
+    let srv = start_with("", "allowed_networks = [\"127.0.0.0/8\"]\ndemo_mode = true").await;
+    let mut ok = Ini::connect(srv.addr, 1, false, 8192).await;
+    assert!(ok.ping().await);
+}
+
+#[tokio::test]
+async fn failed_chap_is_rate_limited_per_address() {
+    let srv = start_with(
+        "auth_failures_per_minute = 2",
+        "demo_mode = true\nauth = { chap = { user = \"client1\", password_file = \"SECRET\" } }",
+    )
+    .await;
+    assert_eq!(chap_login(srv.addr, b"initiator-secret").await, (0, 0));
+    assert_eq!(chap_login(srv.addr, b"guess-1").await, (2, 1));
+    assert_eq!(chap_login(srv.addr, b"guess-2").await, (2, 1));
+    // the limit is reached: even the right secret is refused for a while
+    assert_eq!(chap_login(srv.addr, b"initiator-secret").await, (2, 1));
 }

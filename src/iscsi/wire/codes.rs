@@ -47,6 +47,28 @@ impl LoginStatus {
     pub const fn new(class: u8, detail: u8) -> Self {
         Self { class, detail }
     }
+
+    /// What the status means, for logs.
+    pub fn describe(&self) -> &'static str {
+        match (self.class, self.detail) {
+            (0, _) => "success",
+            (2, 0x01) => "authentication failed",
+            (2, 0x02) => "initiator not allowed",
+            (2, 0x03) => "target not found",
+            (2, 0x04) => "target removed",
+            (2, 0x05) => "unsupported version",
+            (2, 0x06) => "too many connections",
+            (2, 0x07) => "missing parameter",
+            (2, 0x08) => "cannot include in session",
+            (2, 0x09) => "session type not supported",
+            (2, 0x0a) => "session does not exist",
+            (2, 0x0b) => "invalid request during login",
+            (2, _) => "initiator error",
+            (3, 0x01) => "service unavailable",
+            (3, 0x02) => "out of resources",
+            _ => "target error",
+        }
+    }
 }
 
 /// Reject reasons (RFC 7143 §11.17.1).
