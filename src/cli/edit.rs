@@ -94,6 +94,28 @@ pub fn backstore_delete(c: &mut Config, name: &str) -> Result<String, ControlErr
     Ok(format!("deleted backstore {name}"))
 }
 
+/// `backstore resize`: a larger size for a fileio or ramdisk backstore.
+pub fn backstore_resize(c: &mut Config, name: &str, size: Size) -> Result<String, ControlError> {
+    let b = c
+        .backstores
+        .get_mut(name)
+        .ok_or_else(|| ControlError::not_found(format!("no backstore {name}")))?;
+    if b.kind == BackstoreKind::Block {
+        return Err(ControlError::refused(format!(
+            "backstore {name} is a block device: grow the device (lvextend, mdadm --grow) and \
+             the LUN follows it"
+        )));
+    }
+    if b.size.is_some_and(|old| size < old) {
+        return Err(ControlError::refused(format!(
+            "backstore {name} cannot shrink online (now {}, asked {size})",
+            b.size.map(|s| s.to_string()).unwrap_or_default()
+        )));
+    }
+    b.size = Some(size);
+    Ok(format!("resized backstore {name} to {size}"))
+}
+
 /// `target create`: TPG 1, no LUNs, no ACLs.
 pub fn target_create(c: &mut Config, iqn: &str) -> Result<String, ControlError> {
     if c.targets.contains_key(iqn) {
@@ -357,6 +379,17 @@ mod tests {
         }
         target_create(&mut c, T).unwrap();
         c
+    }
+
+    #[test]
+    fn resize_grows_only() {
+        let mut c = cfg();
+        backstore_resize(&mut c, "a", Size(2 << 20)).unwrap();
+        assert_eq!(c.backstores["a"].size, Some(Size(2 << 20)));
+        let e = backstore_resize(&mut c, "a", Size(1 << 20)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Refused);
+        let e = backstore_resize(&mut c, "zz", Size(1 << 20)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
     }
 
     #[test]

@@ -165,6 +165,16 @@ enum BackstoreCmd {
         /// Name.
         name: String,
     },
+    /// Grow a fileio or ramdisk backstore online; initiators get CAPACITY DATA HAS
+    /// CHANGED and see the new size after a rescan, without logging in again. (Block
+    /// devices follow their device: lvextend, mdadm --grow.)
+    Resize {
+        /// Name.
+        name: String,
+        /// New size, e.g. 200G (never smaller than now).
+        #[arg(long, value_parser = parse_size)]
+        size: Size,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -530,6 +540,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Backstore(BackstoreCmd::Delete { name }) => {
             cx.mutate(|c| edit::backstore_delete(c, &name))
+        }
+        Cmd::Backstore(BackstoreCmd::Resize { name, size }) => {
+            cx.mutate(|c| edit::backstore_resize(c, &name, size))
         }
         Cmd::Target(TargetCmd::Create { iqn }) => cx.mutate(|c| edit::target_create(c, &iqn)),
         Cmd::Target(TargetCmd::Delete { iqn }) => cx.mutate(|c| edit::target_delete(c, &iqn)),
