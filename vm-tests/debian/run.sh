@@ -73,6 +73,7 @@ scenario_defaults() { # NAME: what a scenario file may override at its top level
     DISK_LUN=""
     guest_env() { :; }
     scenario_setup() { :; }
+    scenario_cleanup() { :; }
 }
 
 if [[ ${1:-} == --config ]]; then
@@ -147,6 +148,7 @@ run_scenario() {
         [[ -n $qemu_pid ]] && stop_pid "$qemu_pid" 3
         qemu_pid=""
         target_stop || true
+        scenario_cleanup >>"$WORK/host-events.log" 2>&1 || true
     }
     trap cleanup_scenario EXIT
     trap 'exit 130' INT TERM
