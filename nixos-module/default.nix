@@ -851,7 +851,7 @@ in
         ProtectClock = true;
         ProtectHostname = true;
         ProtectProc = "invisible";
-        ProcSubset = "pid";
+        # No ProcSubset = "pid": `rustiscsi status` reports memory and load from /proc.
         RestrictAddressFamilies = [
           "AF_UNIX"
           "AF_INET"
