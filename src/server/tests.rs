@@ -125,16 +125,20 @@ impl Ini {
         Some((b, data))
     }
 
-    async fn connect(addr: std::net::SocketAddr, isid: u8, digests: bool, mrdsl: u32) -> Ini {
-        let s = TcpStream::connect(addr).await.unwrap();
-        let mut ini = Ini {
-            s,
+    /// A TCP connection, not logged in yet.
+    async fn raw(addr: std::net::SocketAddr) -> Ini {
+        Ini {
+            s: TcpStream::connect(addr).await.unwrap(),
             hd: false,
             dd: false,
             cmdsn: 1,
             itt: 1,
             statsn: 0,
-        };
+        }
+    }
+
+    async fn connect(addr: std::net::SocketAddr, isid: u8, digests: bool, mrdsl: u32) -> Ini {
+        let mut ini = Ini::raw(addr).await;
         let mut b = Bhs::new(Opcode::LOGIN_REQUEST);
         b.0[0] |= 0x40;
         b.set_flags(0x80 | 0x01); // T, CSG=0, NSG=1
@@ -395,14 +399,7 @@ async fn logout_and_shutdown() {
 /// Logs in with CHAP (MD5) using `secret`; returns the final login status.
 async fn chap_login(addr: std::net::SocketAddr, secret: &[u8]) -> (u8, u8) {
     use crate::iscsi::login::chap::{ChapAlgorithm, decode_binary, encode_hex};
-    let mut ini = Ini {
-        s: TcpStream::connect(addr).await.unwrap(),
-        hd: false,
-        dd: false,
-        cmdsn: 1,
-        itt: 1,
-        statsn: 0,
-    };
+    let mut ini = Ini::raw(addr).await;
     let mut b = Bhs::new(Opcode::LOGIN_REQUEST);
     b.0[0] |= 0x40;
     b.0[8..14].copy_from_slice(&[0x80, 0, 0, 0, 0, 0x42]);
@@ -433,15 +430,7 @@ async fn chap_login(addr: std::net::SocketAddr, secret: &[u8]) -> (u8, u8) {
 #[tokio::test]
 async fn source_networks_are_checked_before_login() {
     let srv = start_with("", "allowed_networks = [\"10.0.0.0/8\"]\ndemo_mode = true").await;
-    let s = TcpStream::connect(srv.addr).await.unwrap();
-    let mut ini = Ini {
-        s,
-        hd: false,
-        dd: false,
-        cmdsn: 1,
-        itt: 1,
-        statsn: 0,
-    };
+    let mut ini = Ini::raw(srv.addr).await;
     let mut b = Bhs::new(Opcode::LOGIN_REQUEST);
     b.0[0] |= 0x40;
     b.set_flags(0x81);
