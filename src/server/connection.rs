@@ -233,7 +233,7 @@ async fn login<'a>(
                     tsih = reg.handle.tsih,
                     header_digest = neg.params.header_digest,
                     data_digest = neg.params.data_digest,
-                    chap = neg.authenticated,
+                    chap = neg.authenticated.map_or("none", |a| a.name()),
                     "login complete"
                 );
                 return Ok(LoggedIn {

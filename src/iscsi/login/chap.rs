@@ -25,6 +25,16 @@ pub enum ChapAlgorithm {
 }
 
 impl ChapAlgorithm {
+    /// The name used in logs and open-iscsi's `chap_algs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Md5 => "MD5",
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+            Self::Sha3_256 => "SHA3-256",
+        }
+    }
+
     /// Preference order: strongest first.
     pub const PREFERENCE: [ChapAlgorithm; 4] =
         [Self::Sha3_256, Self::Sha256, Self::Sha1, Self::Md5];
@@ -135,8 +145,8 @@ pub enum ChapState {
 pub enum ChapOutcome {
     /// Keys to send; the exchange continues.
     Send(TextPairs),
-    /// The initiator is authenticated (keys: the mutual answer, if any).
-    Authenticated(TextPairs),
+    /// The initiator is authenticated with this algorithm (keys: the mutual answer, if any).
+    Authenticated(TextPairs, ChapAlgorithm),
     /// Authentication failed (reason for the log, never containing a secret).
     Failed(String),
 }
@@ -242,7 +252,7 @@ impl ChapState {
                     }
                     _ => return ChapOutcome::Failed("CHAP_I and CHAP_C must come together".into()),
                 }
-                ChapOutcome::Authenticated(out)
+                ChapOutcome::Authenticated(out, alg)
             }
             ChapState::Done => ChapOutcome::Failed("CHAP keys after authentication".into()),
         }

@@ -174,8 +174,8 @@ pub struct Negotiated {
     pub params: Params,
     /// CmdSN of the first login request (the session's first ExpCmdSN).
     pub cmdsn: u32,
-    /// Whether CHAP was used.
-    pub authenticated: bool,
+    /// The CHAP algorithm the initiator authenticated with (None: no authentication).
+    pub authenticated: Option<chap::ChapAlgorithm>,
 }
 
 /// The login state of one connection.
@@ -191,7 +191,7 @@ pub struct Login {
     access: Option<Access>,
     auth_method_done: bool,
     chap: Option<ChapState>,
-    authenticated: bool,
+    authenticated: Option<chap::ChapAlgorithm>,
     partial: Vec<u8>,
     declared_mrdsl: bool,
     peer: IpAddr,
@@ -224,7 +224,7 @@ impl Login {
             access: None,
             auth_method_done: false,
             chap: None,
-            authenticated: false,
+            authenticated: None,
             partial: Vec::new(),
             declared_mrdsl: false,
             peer,
@@ -446,7 +446,7 @@ impl Login {
     fn security_satisfied(&self) -> bool {
         match self.required_auth() {
             AuthRequirement::None => true,
-            AuthRequirement::Chap { .. } => self.authenticated,
+            AuthRequirement::Chap { .. } => self.authenticated.is_some(),
         }
     }
 
@@ -497,9 +497,9 @@ impl Login {
                 resp.0.extend(pairs.0);
                 Ok(())
             }
-            ChapOutcome::Authenticated(pairs) => {
+            ChapOutcome::Authenticated(pairs, alg) => {
                 resp.0.extend(pairs.0);
-                self.authenticated = true;
+                self.authenticated = Some(alg);
                 Ok(())
             }
             ChapOutcome::Failed(why) => {

@@ -197,7 +197,7 @@ fn chap_one_way() {
     let LoginStep::Complete(_, neg) = l.step(&req(1, 3, true), &[], &p) else {
         panic!()
     };
-    assert!(neg.authenticated);
+    assert_eq!(neg.authenticated, Some(ChapAlgorithm::Sha256));
 }
 
 #[test]

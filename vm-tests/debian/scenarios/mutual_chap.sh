@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # SCENARIO_* are read by run.sh
 # mutual_chap: the initiator proves itself and the target proves itself back; a wrong
-# expected target secret makes the initiator drop the login.
+# expected target secret makes the initiator drop the login. The initiator offers the SHA
+# family first (open-iscsi's chap_algs); rustiscsid must pick the strongest, SHA3-256
+# (tgt knows MD5 only and picks that).
 SCENARIO_TARGETS="rustiscsi tgt"
 SCENARIO_TIMEOUT=120
 CHAP_USER=client1
@@ -39,13 +41,23 @@ guest_env() {
         "$CHAP_USER" "$CHAP_PASS" "$MUTUAL_USER" "$MUTUAL_PASS"
 }
 
+# The daemon logged the login with the algorithm it chose.
+host_event_chap_algorithm() {
+    [[ $TARGET == tgt ]] && return 0
+    grep "login complete" "$WORK/target.log" | grep -Eq 'chap="?SHA3-256'
+}
+
 guest_part() {
     cat <<'GUEST'
-node_options() { node_chap "$CHAP_USER" "$CHAP_PASS" "$MUTUAL_USER" "$MUTUAL_PASS"; }
+node_options() {
+    node_chap "$CHAP_USER" "$CHAP_PASS" "$MUTUAL_USER" "$MUTUAL_PASS" &&
+        node_set node.session.auth.chap_algs "SHA3-256,SHA256,SHA1,MD5"
+}
 guest_main() {
     need iscsid_start iscsi_start
     need discovery discover_lists
     quick_suite
+    host_event chap_algorithm
     # The target answers with its secret; the initiator must refuse a target that does not
     # know the secret it expects.
     check wrong_target_secret node_set node.session.auth.password_in wrong-mutual-secret-000
