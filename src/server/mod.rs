@@ -142,12 +142,24 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
     let local = listener.local_addr().ok();
     tracing::info!(portal = ?local, "listening");
     let mut backoff = Duration::from_millis(10);
+    // Refusals at the connection limit are logged once per burst, not once per connection.
+    let mut refused = 0u64;
+    let mut last_warning: Option<tokio::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
                 let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "connection limit reached; refusing connection");
+                    refused += 1;
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(
+                            %peer,
+                            refused,
+                            "connection limit (daemon.max_connections) reached; refusing connections"
+                        );
+                        last_warning = Some(tokio::time::Instant::now());
+                        refused = 0;
+                    }
                     drop(stream);
                     continue;
                 };
