@@ -43,7 +43,7 @@ pub fn apply(ctx: &ServerCtx, v: &ValidatedConfig) -> Result<Applied, RegistryEr
         match reg.lun_map(&s.key.target, &s.key.initiator) {
             None => {
                 tracing::info!(initiator = %s.key.initiator, target = %s.key.target, tsih = s.tsih, "access removed: logging the session out");
-                let _ = s.kill.send(true);
+                let _ = s.kill.send(crate::server::sessions::Kill::AccessRemoved);
                 out.logged_out.push(s.tsih);
             }
             Some(map) => {

@@ -71,7 +71,7 @@ pub(super) struct LoggedIn<'a> {
     pub neg: Negotiated,
     pub statsn: u32,
     pub reg: Registration<'a>,
-    pub kill: tokio::sync::watch::Receiver<bool>,
+    pub kill: tokio::sync::watch::Receiver<super::sessions::Kill>,
 }
 
 /// Serves one connection to its end.

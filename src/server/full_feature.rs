@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::ServerCtx;
 use super::connection::LoggedIn;
 use super::framing::{self, FramingError, Header};
-use super::sessions::SessionHandle;
+use super::sessions::{Kill, SessionHandle};
 use super::text::TextState;
 use super::writer::{self, CmdWindow, OutPdu, Sn};
 use crate::iscsi::login::Params;
@@ -205,7 +205,7 @@ impl Conn<'_> {
     async fn read_loop(
         &mut self,
         rd: &mut BufReader<OwnedReadHalf>,
-        kill: &mut tokio::sync::watch::Receiver<bool>,
+        kill: &mut tokio::sync::watch::Receiver<Kill>,
     ) -> Stop {
         let d = &self.registry.config.daemon;
         let nop_interval = Duration::from_secs(d.nop_interval_secs as u64);
@@ -235,7 +235,12 @@ impl Conn<'_> {
             }
             let ev = tokio::select! {
                 biased;
-                _ = kill.wait_for(|k| *k) => Ev::Kill,
+                k = kill.wait_for(|k| *k != Kill::No), if closing.is_none() || *kill.borrow() == Kill::No => {
+                    match k.map(|k| *k) {
+                        Ok(Kill::AccessRemoved) => Ev::Shutdown,
+                        _ => Ev::Kill,
+                    }
+                }
                 _ = shutdown.wait_for(|s| *s), if closing.is_none() => Ev::Shutdown,
                 r = tokio::time::timeout(idle, rd.fill_buf()) => match r {
                     Err(_) => Ev::Idle,

@@ -23,6 +23,17 @@ pub struct SessionKey {
     pub target: String,
 }
 
+/// Why a session is told to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// Not told to end.
+    No,
+    /// A new login with the same ISID replaces it: close at once.
+    Reinstated,
+    /// Its access was removed: ask the initiator to log out, then close.
+    AccessRemoved,
+}
+
 /// Per-session counters.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -57,8 +68,8 @@ pub struct SessionHandle {
     pub since: Instant,
     /// The session's I_T nexus (normal sessions).
     pub nexus: Option<Arc<ItNexus>>,
-    /// Set to true to make the session log out (reinstatement, access removed, shutdown).
-    pub kill: watch::Sender<bool>,
+    /// Tells the session to end (reinstatement, access removed).
+    pub kill: watch::Sender<Kill>,
 }
 
 /// All sessions.
@@ -127,7 +138,7 @@ impl SessionTable {
     pub async fn register(
         &self,
         s: NewSession,
-    ) -> Result<(Registration<'_>, watch::Receiver<bool>), RegisterError> {
+    ) -> Result<(Registration<'_>, watch::Receiver<Kill>), RegisterError> {
         let old: Vec<Arc<SessionHandle>> = {
             let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             if s.tsih != 0 && !g.by_tsih.get(&s.tsih).is_some_and(|h| h.key == s.key) {
@@ -141,7 +152,7 @@ impl SessionTable {
         };
         for h in &old {
             tracing::info!(initiator = %h.key.initiator, tsih = h.tsih, "reinstating session");
-            let _ = h.kill.send(true);
+            let _ = h.kill.send(Kill::Reinstated);
         }
         // Wait (bounded) for the old sessions to end and drop out of the table.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -156,7 +167,7 @@ impl SessionTable {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let (kill, kill_rx) = watch::channel(false);
+        let (kill, kill_rx) = watch::channel(Kill::No);
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let tsih = if s.tsih != 0 {
             s.tsih
@@ -253,7 +264,7 @@ mod tests {
         let fut = t.register(new(1, 0));
         let waiter = async {
             k1.changed().await.unwrap();
-            assert!(*k1.borrow());
+            assert_eq!(*k1.borrow(), Kill::Reinstated);
             drop(r1);
         };
         let (res, ()) = tokio::join!(fut, waiter);

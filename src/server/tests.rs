@@ -21,6 +21,7 @@ struct Server {
     _dir: tempfile::TempDir,
     stop: tokio::sync::watch::Sender<bool>,
     ctx: Arc<ServerCtx>,
+    text: String,
 }
 
 async fn start(extra: &str) -> Server {
@@ -55,6 +56,7 @@ luns = [{{ lun = 0, backstore = "ram" }}]
         dir.path().display()
     );
     let v = config::parse(&text, "test.toml").unwrap();
+    let text_kept = text.clone();
     let reg = Registry::build(&v, None).unwrap();
     let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).await.unwrap();
     let addr = listeners[0].local_addr().unwrap();
@@ -66,6 +68,7 @@ luns = [{{ lun = 0, backstore = "ram" }}]
         _dir: dir,
         stop,
         ctx,
+        text: text_kept,
     }
 }
 
@@ -458,4 +461,28 @@ async fn failed_chap_is_rate_limited_per_address() {
     assert_eq!(chap_login(srv.addr, b"guess-2").await, (2, 1));
     // the limit is reached: even the right secret is refused for a while
     assert_eq!(chap_login(srv.addr, b"initiator-secret").await, (2, 1));
+}
+
+#[tokio::test]
+async fn reload_keeps_untouched_sessions_and_logs_out_removed_ones() {
+    let srv = start("").await;
+    let mut ini = Ini::connect(srv.addr, 11, false, 8192).await;
+    write_then_read(&mut ini, 0, 8, 5).await;
+    // Same config again: nothing changes for the session.
+    let v = config::parse(&srv.text, "test.toml").unwrap();
+    let applied = super::apply::apply(&srv.ctx, &v).unwrap();
+    assert!(applied.logged_out.is_empty() && applied.remapped.is_empty());
+    assert!(ini.ping().await);
+    // The target now admits another initiator only: ours is asked to log out.
+    let text = srv.text.replace(
+        "demo_mode = true",
+        "[targets.\"iqn.2026-11.org.example:test\".acls.\"iqn.2026-11.org.example:other\"]",
+    );
+    let v = config::parse(&text, "test.toml").unwrap();
+    let applied = super::apply::apply(&srv.ctx, &v).unwrap();
+    assert_eq!(applied.logged_out.len(), 1);
+    let (r, _) = ini.recv().await.unwrap();
+    assert_eq!(r.opcode(), Opcode::ASYNC_MESSAGE);
+    assert_eq!(r.0[36], 1, "logout requested");
+    assert!(ini.recv().await.is_none(), "closed after the grace period");
 }
