@@ -246,3 +246,48 @@ fn bad_stage_transition_is_initiator_error() {
     };
     assert_eq!(status(&r), LoginStatus::INITIATOR_ERROR);
 }
+
+/// Random requests and data segments never panic the login: each step answers or fails.
+#[test]
+fn random_input_never_panics() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let p = Policy(chap_policy(true).0);
+    let pieces: [&[u8]; 8] = [
+        b"InitiatorName=iqn.x:y\0",
+        b"TargetName=iqn.2026-11.org.example:t\0",
+        b"SessionType=Discovery\0",
+        b"AuthMethod=CHAP,None\0",
+        b"CHAP_A=5,7\0",
+        b"CHAP_N=client1\0CHAP_R=0x00\0",
+        b"MaxBurstLength=99999999999\0",
+        b"\xff\xfe=\0",
+    ];
+    for _ in 0..5000 {
+        let mut l = login();
+        for _ in 0..(next() % 5 + 1) {
+            let r = next();
+            let mut rq = req((r & 3) as u8, ((r >> 2) & 3) as u8, r & 16 != 0);
+            rq.cont = r & 32 != 0;
+            rq.version_min = (r >> 8) as u8 % 2;
+            let mut data = Vec::new();
+            for _ in 0..(r >> 16) % 4 {
+                data.extend_from_slice(pieces[(next() % 8) as usize]);
+            }
+            if r & 64 != 0 {
+                data.extend((0..(r >> 24) % 40).map(|i| (next() >> (i % 8)) as u8));
+            }
+            if matches!(
+                l.step(&rq, &data, &p),
+                LoginStep::Fail(..) | LoginStep::Complete(..)
+            ) {
+                break;
+            }
+        }
+    }
+}
