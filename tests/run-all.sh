@@ -4,7 +4,7 @@
 # checks, QEMU's iscsi:// round trip, libiscsi's compliance suite, and the kernel
 # initiator (open-iscsi) in a QEMU guest. Ends with "N passed, M failed" over the suites.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
 
 results=()
