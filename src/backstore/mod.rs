@@ -11,6 +11,7 @@
 //! cache and FUA / SYNCHRONIZE CACHE call `fdatasync`.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -249,8 +250,8 @@ impl Backstore {
     /// the end of the file read as zeros.
     pub async fn read(&self, offset: u64, len: usize) -> Result<Bytes, BackstoreError> {
         self.run(move |f| {
-            let mut buf = vec![0u8; len];
-            read_full(f, &mut buf, offset)?;
+            let mut buf = Vec::with_capacity(len);
+            read_uninit(f, &mut buf, len, offset)?;
             Ok(Bytes::from(buf))
         })
         .await
@@ -345,20 +346,39 @@ impl Backstore {
     }
 }
 
-/// Reads into all of `buf` at `offset`; bytes past end of file are left as they are
-/// (zero for a fresh buffer).
-fn read_full(f: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        match f.read_at(buf, offset) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
+/// Reads `len` bytes at `offset` into the spare capacity of the empty `buf` without
+/// zero-filling it first (a 1 MiB read would otherwise write every byte twice); bytes past
+/// the end of the file read as zeros.
+fn read_uninit(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> std::io::Result<()> {
+    debug_assert!(buf.is_empty() && buf.capacity() >= len);
+    let mut done = 0usize;
+    while done < len {
+        let spare = &mut buf.spare_capacity_mut()[..len - done];
+        // SAFETY: pread writes at most `spare.len()` bytes into memory we own and that
+        // nothing else references; only the bytes it reports are then marked initialized.
+        let n = unsafe {
+            libc::pread(
+                f.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            return Err(e);
         }
+        if n == 0 {
+            break;
+        }
+        // SAFETY: the kernel initialized the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n as usize) };
+        done += n as usize;
     }
+    buf.resize(len, 0); // past the end of the file
     Ok(())
 }
 
