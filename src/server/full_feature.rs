@@ -735,9 +735,7 @@ impl Conn<'_> {
             }
             tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => {
                 self.abort_where(|_, _| true);
-                for m in nexus.luns().iter() {
-                    nexus.lun_reset(m.lun);
-                }
+                nexus.target_reset();
                 close = function == tmf::TARGET_COLD_RESET;
                 tmf::RESP_COMPLETE
             }
