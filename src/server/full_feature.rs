@@ -93,6 +93,7 @@ struct Conn<'a> {
     text: TextState,
     local: SocketAddr,
     peer: SocketAddr,
+    cid: u16,
 }
 
 /// Runs the full feature phase until the connection ends, then drains its commands.
@@ -136,6 +137,7 @@ pub(super) async fn run(
         text: TextState::default(),
         local,
         peer,
+        cid: neg.cid,
     };
     let stop = conn.read_loop(&mut rd, &mut kill).await;
     match &stop {
@@ -415,7 +417,12 @@ impl Conn<'_> {
             return Ok(());
         }
         let itt = bhs.itt();
-        if self.writes.contains_key(&itt) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&itt);
+        if running || self.writes.contains_key(&itt) {
             framing::skip_data(rd, dlen as usize, dd).await?;
             self.reject(bhs, RejectReason::TaskInProgress);
             return Ok(());
@@ -789,7 +796,9 @@ impl Conn<'_> {
     async fn logout(&mut self, bhs: &Bhs) -> bool {
         let reason = bhs.flags() & 0x7f;
         let response = match reason {
-            logout::CLOSE_SESSION | logout::CLOSE_CONNECTION => logout::RESP_OK,
+            logout::CLOSE_SESSION => logout::RESP_OK,
+            logout::CLOSE_CONNECTION if bhs.u16_at(20) == self.cid => logout::RESP_OK,
+            logout::CLOSE_CONNECTION => logout::RESP_CID_NOT_FOUND,
             _ => logout::RESP_RECOVERY_UNSUPPORTED,
         };
         if response == logout::RESP_OK {
