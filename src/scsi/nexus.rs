@@ -107,15 +107,15 @@ impl ItNexus {
     }
 
     /// Resets logical unit `lun` (LOGICAL UNIT RESET task management function): releases
-    /// its SPC-2 reservation and gives every *other* nexus a BUS DEVICE RESET FUNCTION
-    /// OCCURRED unit attention. Returns false when `lun` is not mapped.
+    /// its SPC-2 reservation and gives every I_T nexus, this one included (SAM-5 §6.3.3,
+    /// what libiscsi's multipath test checks), a BUS DEVICE RESET FUNCTION OCCURRED unit
+    /// attention. Returns false when `lun` is not mapped.
     pub fn lun_reset(&self, lun: u64) -> bool {
         let view = self.view.load();
         let Some(i) = find(&view.map, lun) else {
             return false;
         };
-        let gen_now = view.seen[i].unit.reset();
-        view.seen[i].reset.store(gen_now, Ordering::Release);
+        view.seen[i].unit.reset();
         true
     }
 
@@ -131,9 +131,6 @@ impl ItNexus {
             {
                 seen.unit.reset();
             }
-        }
-        for seen in &view.seen {
-            seen.reset.store(seen.unit.reset_gen(), Ordering::Release);
         }
     }
 

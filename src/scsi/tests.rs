@@ -343,13 +343,15 @@ async fn request_sense_and_unit_attentions() {
     // Descriptor format.
     let d = do_command_in(&a, 0, &[0x03, 1, 0, 0, 18, 0]).await;
     assert_eq!(&d[..], &[0x72, 0, 0, 0, 0, 0, 0, 0]);
-    // LUN reset by A: B gets 29/03 once, A nothing.
+    // Reset by A: every nexus, A included, gets 29/03 once per LUN.
     a.target_reset();
+    do_command_fail(&a, 0, &[0, 0, 0, 0, 0, 0], vec![], Sense::UA_LUN_RESET).await;
     do_command_in(&a, 0, &[0, 0, 0, 0, 0, 0]).await;
     do_command_fail(&b, 1, &[0, 0, 0, 0, 0, 0], vec![], Sense::UA_LUN_RESET).await;
     do_command_fail(&b, 0, &[0, 0, 0, 0, 0, 0], vec![], Sense::UA_LUN_RESET).await;
     assert!(a.lun_reset(0));
     assert!(!a.lun_reset(9));
+    do_command_fail(&a, 0, &[0, 0, 0, 0, 0, 0], vec![], Sense::UA_LUN_RESET).await;
     do_command_in(&a, 0, &[0, 0, 0, 0, 0, 0]).await;
     // INQUIRY and REPORT LUNS neither report nor consume it.
     do_command_in(&b, 0, &[0x12, 0, 0, 0, 0xff, 0]).await;
@@ -706,9 +708,10 @@ async fn reservations() {
     assert_eq!(r.status, status::RESERVATION_CONFLICT);
     drop(c2);
     do_command_in(&b, 0, &rw10(0x28, 0, 1)).await;
-    // LUN reset releases it too, and the other nexus sees the reset.
+    // LUN reset releases it too, and both nexuses see the reset.
     do_command_in(&a, 0, &[0x16, 0, 0, 0, 0, 0]).await;
     assert!(a.lun_reset(0));
+    do_command_fail(&a, 0, &rw10(0x28, 0, 1), vec![], Sense::UA_LUN_RESET).await;
     do_command_fail(&b, 0, &rw10(0x28, 0, 1), vec![], Sense::UA_LUN_RESET).await;
     do_command_in(&b, 0, &[0x16, 0, 0, 0, 0, 0]).await;
 }

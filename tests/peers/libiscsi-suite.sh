@@ -117,6 +117,7 @@ classify() {
 # following test), the instance is restarted and the test is marked in the log.
 worker() {
     local w=$1 i t log rc st t0 secs url note
+    local -a urls
     local me=w$w res=$PEERS_WORKDIR/results.$w
     local orig_pid=${PEER_PID[$me]} child=
     # Runs in a subshell: stop a restarted instance (the parent only knows the first one).
@@ -129,12 +130,15 @@ worker() {
             continue
         fi
         url=${PEER_URL[$me]}
+        # The MultipathIO tests need two paths: give the same LUN twice (two sessions).
+        urls=("$url")
+        [[ $t == *.MultipathIO.* ]] && urls+=("$url")
         log=$PEERS_WORKDIR/$t.log
         t0=$(date +%s.%N)
         rc=0
         # In the background so a TERM from the parent is handled at once.
         timeout -k 5 "$per_test_timeout" iscsi-test-cu -V -d -S -i "$INIT1" -I "$INIT2" \
-            -t "$t" "$url" </dev/null >"$log" 2>&1 &
+            -t "$t" "${urls[@]}" </dev/null >"$log" 2>&1 &
         child=$!
         wait "$child" || rc=$?
         child=
