@@ -29,6 +29,8 @@
               ./Cargo.toml
               ./Cargo.lock
               ./src
+              # read by the unit tests (every example must validate)
+              ./examples
               (lib.fileset.maybeMissing ./tests)
               (lib.fileset.maybeMissing ./benches)
             ];
