@@ -52,6 +52,21 @@ state_dir = "$WORK/state"
 control_socket = "$WORK/control.sock"
 TOML
 }
+# toml_acl_target [LINE...]: daemon, disk0 as LUN 0 and an ACL for $INITIATOR whose table
+# holds the given lines (e.g. its CHAP credentials).
+toml_acl_target() {
+    toml_daemon
+    toml_fileio disk0
+    cat <<TOML
+
+[targets."$IQN"]
+luns = [{ lun = 0, backstore = "disk0" }]
+
+[targets."$IQN".acls."$INITIATOR"]
+TOML
+    (($#)) && printf '%s\n' "$@"
+    return 0
+}
 # toml_fileio NAME [BYTES]: a sparse fileio backstore in the work dir (created by the daemon).
 toml_fileio() {
     local size=${2:-$LUN_SIZE}

@@ -88,6 +88,21 @@ tgt_basic_target() {
     TGTADM --mode target --op bind --tid 1 -I ALL
 }
 
+# tgt_acl_target [USER PASS [MUTUAL-USER MUTUAL-PASS]]: disk0 as LUN 1, bound to $INITIATOR
+# only, with CHAP (and mutual CHAP) accounts when given.
+tgt_acl_target() {
+    make_disk "$WORK/disk0.img"
+    TGTADM --mode target --op new --tid 1 -T "$IQN"
+    TGTADM --mode logicalunit --op new --tid 1 --lun 1 -b "$WORK/disk0.img"
+    TGTADM --mode target --op bind --tid 1 -Q "$INITIATOR"
+    [[ -n ${1:-} ]] || return 0
+    TGTADM --mode account --op new --user "$1" --password "$2"
+    TGTADM --mode account --op bind --tid 1 --user "$1"
+    [[ -n ${3:-} ]] || return 0
+    TGTADM --mode account --op new --user "$3" --password "$4"
+    TGTADM --mode account --op bind --tid 1 --user "$3" --outgoing
+}
+
 # ---------------------------------------------------------------- dispatch
 target_prepare() { "${TARGET}_prepare"; }
 target_start() { "${TARGET}_start"; }

@@ -10,23 +10,10 @@ SCENARIO_TIMEOUT=120
 OTHER_INITIATOR="iqn.2005-03.org.open-iscsi:stranger"
 
 rustiscsi_config() {
-    toml_daemon
-    toml_fileio disk0
-    cat <<TOML
-
-[targets."$IQN"]
-luns = [{ lun = 0, backstore = "disk0" }]
-
-[targets."$IQN".acls."$INITIATOR"]
-TOML
+    toml_acl_target
 }
 
-tgt_setup() {
-    make_disk "$WORK/disk0.img"
-    TGTADM --mode target --op new --tid 1 -T "$IQN"
-    TGTADM --mode logicalunit --op new --tid 1 --lun 1 -b "$WORK/disk0.img"
-    TGTADM --mode target --op bind --tid 1 -Q "$INITIATOR"
-}
+tgt_setup() { tgt_acl_target; }
 
 guest_env() { printf "OTHER_INITIATOR='%s'\nTARGET='%s'\n" "$OTHER_INITIATOR" "$TARGET"; }
 

@@ -7,26 +7,11 @@ CHAP_USER=client1
 CHAP_PASS=chap-secret-0123456789
 
 rustiscsi_config() {
-    toml_daemon
-    toml_fileio disk0
-    cat <<TOML
-
-[targets."$IQN"]
-luns = [{ lun = 0, backstore = "disk0" }]
-
-[targets."$IQN".acls."$INITIATOR"]
-chap = { user = "$CHAP_USER", password_file = "$(secret_file chap "$CHAP_PASS")" }
-TOML
+    toml_acl_target \
+        "chap = { user = \"$CHAP_USER\", password_file = \"$(secret_file chap "$CHAP_PASS")\" }"
 }
 
-tgt_setup() {
-    make_disk "$WORK/disk0.img"
-    TGTADM --mode target --op new --tid 1 -T "$IQN"
-    TGTADM --mode logicalunit --op new --tid 1 --lun 1 -b "$WORK/disk0.img"
-    TGTADM --mode target --op bind --tid 1 -Q "$INITIATOR"
-    TGTADM --mode account --op new --user "$CHAP_USER" --password "$CHAP_PASS"
-    TGTADM --mode account --op bind --tid 1 --user "$CHAP_USER"
-}
+tgt_setup() { tgt_acl_target "$CHAP_USER" "$CHAP_PASS"; }
 
 guest_env() { printf "CHAP_USER='%s'\nCHAP_PASS='%s'\n" "$CHAP_USER" "$CHAP_PASS"; }
 

@@ -3,7 +3,7 @@
 # mutual_chap: the initiator proves itself and the target proves itself back; a wrong
 # expected target secret makes the initiator drop the login. The initiator offers the SHA
 # family first (open-iscsi's chap_algs); rustiscsid must pick the strongest, SHA3-256
-# (tgt knows MD5 only and picks that).
+# (tgt knows MD5 only and fails such an offer, so it gets open-iscsi's default, MD5).
 SCENARIO_TARGETS="rustiscsi tgt"
 SCENARIO_TIMEOUT=120
 CHAP_USER=client1
@@ -12,29 +12,12 @@ MUTUAL_USER=target1
 MUTUAL_PASS=mutual-secret-9876543210
 
 rustiscsi_config() {
-    toml_daemon
-    toml_fileio disk0
-    cat <<TOML
-
-[targets."$IQN"]
-luns = [{ lun = 0, backstore = "disk0" }]
-
-[targets."$IQN".acls."$INITIATOR"]
-chap = { user = "$CHAP_USER", password_file = "$(secret_file chap "$CHAP_PASS")" }
-mutual_chap = { user = "$MUTUAL_USER", password_file = "$(secret_file mutual "$MUTUAL_PASS")" }
-TOML
+    toml_acl_target \
+        "chap = { user = \"$CHAP_USER\", password_file = \"$(secret_file chap "$CHAP_PASS")\" }" \
+        "mutual_chap = { user = \"$MUTUAL_USER\", password_file = \"$(secret_file mutual "$MUTUAL_PASS")\" }"
 }
 
-tgt_setup() {
-    make_disk "$WORK/disk0.img"
-    TGTADM --mode target --op new --tid 1 -T "$IQN"
-    TGTADM --mode logicalunit --op new --tid 1 --lun 1 -b "$WORK/disk0.img"
-    TGTADM --mode target --op bind --tid 1 -Q "$INITIATOR"
-    TGTADM --mode account --op new --user "$CHAP_USER" --password "$CHAP_PASS"
-    TGTADM --mode account --op bind --tid 1 --user "$CHAP_USER"
-    TGTADM --mode account --op new --user "$MUTUAL_USER" --password "$MUTUAL_PASS"
-    TGTADM --mode account --op bind --tid 1 --user "$MUTUAL_USER" --outgoing
-}
+tgt_setup() { tgt_acl_target "$CHAP_USER" "$CHAP_PASS" "$MUTUAL_USER" "$MUTUAL_PASS"; }
 
 guest_env() {
     printf "CHAP_USER='%s'\nCHAP_PASS='%s'\nMUTUAL_USER='%s'\nMUTUAL_PASS='%s'\n" \
@@ -50,8 +33,9 @@ host_event_chap_algorithm() {
 guest_part() {
     cat <<'GUEST'
 node_options() {
-    node_chap "$CHAP_USER" "$CHAP_PASS" "$MUTUAL_USER" "$MUTUAL_PASS" &&
-        node_set node.session.auth.chap_algs "SHA3-256,SHA256,SHA1,MD5"
+    node_chap "$CHAP_USER" "$CHAP_PASS" "$MUTUAL_USER" "$MUTUAL_PASS" || return 1
+    # tgt 1.0.85 fails a login whose CHAP_A offer does not start with MD5.
+    [ "$TARGET" = tgt ] || node_set node.session.auth.chap_algs "SHA3-256,SHA256,SHA1,MD5"
 }
 guest_main() {
     need iscsid_start iscsi_start
