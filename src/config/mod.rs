@@ -128,14 +128,17 @@ pub struct IscsiLimits {
 }
 
 impl Default for IscsiLimits {
+    /// The negotiation offer's own defaults ([`crate::iscsi::login::Offer`]), so the two
+    /// cannot drift apart.
     fn default() -> Self {
+        let o = crate::iscsi::login::Offer::default();
         Self {
-            max_recv_data_segment_length: 262_144,
-            max_burst_length: 1_048_576,
-            first_burst_length: 262_144,
-            max_outstanding_r2t: 8,
-            immediate_data: true,
-            initial_r2t: false,
+            max_recv_data_segment_length: o.max_recv_data_segment_length,
+            max_burst_length: o.max_burst_length,
+            first_burst_length: o.first_burst_length,
+            max_outstanding_r2t: o.max_outstanding_r2t,
+            immediate_data: o.immediate_data,
+            initial_r2t: o.initial_r2t,
             queue_depth: 128,
             header_digest: vec!["None".into(), "CRC32C".into()],
             data_digest: vec!["None".into(), "CRC32C".into()],

@@ -5,20 +5,12 @@ SCENARIO_TARGETS="rustiscsi tgt"
 SCENARIO_TIMEOUT=150
 
 rustiscsi_config() {
-    toml_daemon
+    toml_acl_target
     cat <<TOML
 
 [iscsi]
 header_digest = ["CRC32C", "None"]
 data_digest = ["CRC32C", "None"]
-TOML
-    toml_fileio disk0
-    cat <<TOML
-
-[targets."$IQN"]
-luns = [{ lun = 0, backstore = "disk0" }]
-
-[targets."$IQN".acls."$INITIATOR"]
 TOML
 }
 

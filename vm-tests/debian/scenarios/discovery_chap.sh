@@ -8,19 +8,11 @@ DISC_USER=discover1
 DISC_PASS=discovery-secret-0123
 
 rustiscsi_config() {
-    toml_daemon
+    toml_acl_target
     cat <<TOML
 
 [discovery]
 chap = { user = "$DISC_USER", password_file = "$(secret_file discovery "$DISC_PASS")" }
-TOML
-    toml_fileio disk0
-    cat <<TOML
-
-[targets."$IQN"]
-luns = [{ lun = 0, backstore = "disk0" }]
-
-[targets."$IQN".acls."$INITIATOR"]
 TOML
 }
 

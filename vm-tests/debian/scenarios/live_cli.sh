@@ -11,15 +11,7 @@ GROWN=$((96 << 20))
 OTHER="iqn.2026-11.org.example:unrelated"
 
 rustiscsi_config() {
-    toml_daemon
-    toml_fileio disk0
-    cat <<TOML
-
-[targets."$IQN"]
-luns = [{ lun = 0, backstore = "disk0" }]
-
-[targets."$IQN".acls."$INITIATOR"]
-TOML
+    toml_acl_target
 }
 
 cli() { "$(dirname "$RUSTISCSID")/rustiscsi" --socket "$WORK/control.sock" "$@"; }

@@ -19,16 +19,7 @@ scenario_setup() {
 }
 
 rustiscsi_config() {
-    toml_daemon
-    toml_fileio disk0
-    cat <<TOML
-
-[targets."$IQN"]
-luns = [{ lun = 0, backstore = "disk0" }]
-
-[targets."$IQN".acls."$INITIATOR"]
-mapped_luns = [{ lun = 0, read_only = true }]
-TOML
+    toml_acl_target 'mapped_luns = [{ lun = 0, read_only = true }]'
 }
 
 tgt_setup() {

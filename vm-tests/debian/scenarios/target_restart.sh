@@ -7,15 +7,7 @@ SCENARIO_TARGETS="rustiscsi tgt"
 SCENARIO_TIMEOUT=150
 
 rustiscsi_config() {
-    toml_daemon
-    toml_fileio disk0
-    cat <<TOML
-
-[targets."$IQN"]
-luns = [{ lun = 0, backstore = "disk0" }]
-
-[targets."$IQN".acls."$INITIATOR"]
-TOML
+    toml_acl_target
 }
 
 tgt_setup() { tgt_basic_target; }
