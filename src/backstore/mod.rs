@@ -35,6 +35,16 @@ pub enum BackstoreKind {
     Ramdisk,
 }
 
+/// How a backstore's I/O reaches its file or device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// `O_DIRECT`: reads and writes bypass the host's page cache.
+    Direct,
+    /// Through the page cache.
+    Buffered,
+}
+
 /// Everything needed to open a backstore (built by the registry from the config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackstoreSpec {

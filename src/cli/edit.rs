@@ -72,6 +72,11 @@ pub fn backstore_create(
             size,
             block_size,
             write_cache,
+            cache: None,
+            serial: None,
+            wwn: None,
+            vendor: None,
+            product: None,
         },
     );
     Ok(format!("created backstore {name}"))

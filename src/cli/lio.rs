@@ -312,6 +312,11 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
                 size,
                 block_size,
                 write_cache,
+                cache: None,
+                serial: None,
+                wwn: None,
+                vendor: None,
+                product: None,
             },
         );
     }

@@ -38,6 +38,11 @@ pub fn embedded_default(state_dir: &Path) -> Config {
             size: Some(DEMO_SIZE),
             block_size: 512,
             write_cache: false,
+            cache: None,
+            serial: None,
+            wwn: None,
+            vendor: None,
+            product: None,
         },
     )]);
     let targets = BTreeMap::from([(

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backstore::BackstoreKind;
+use crate::backstore::{BackstoreKind, CacheMode};
 
 mod size;
 pub use size::Size;
@@ -69,10 +69,32 @@ pub struct Daemon {
     pub control_socket: PathBuf,
     /// Permit `demo_mode` targets on portals that are not loopback (logs a warning).
     pub allow_demo_mode_on_network: bool,
-    /// Upper bound on concurrent TCP connections (login and full feature phase).
+    /// Upper bound on connections of normal sessions (full feature phase). Logins beyond
+    /// it are refused with "out of resources".
     pub max_connections: u32,
+    /// Connections still in the login phase, counted apart from sessions; when all are
+    /// taken, the oldest is closed to admit a new one, so idle TCP connections cannot
+    /// lock out real logins.
+    pub max_login_connections: u32,
+    /// Discovery sessions, counted apart from normal sessions; when all are taken, the
+    /// oldest is closed to admit a new one.
+    pub max_discovery_sessions: u32,
     /// A connection that has not finished login within this many seconds is closed.
     pub login_timeout_secs: u32,
+    /// Once a PDU has started to arrive, all of it must arrive within this many seconds
+    /// or the connection is closed (a stalled or trickling peer).
+    pub pdu_timeout_secs: u32,
+    /// A connection whose sends make no progress for this many seconds is closed (a peer
+    /// that stopped reading, a zero window); also its TCP user timeout.
+    pub send_timeout_secs: u32,
+    /// TCP keepalive: idle seconds before the first probe (then every 10 s, 3 probes);
+    /// 0 turns keepalive off. Finds an initiator that vanished without a RST.
+    pub tcp_keepalive_secs: u32,
+    /// Memory for command data buffers (write data being collected, read data waiting to
+    /// be sent) of all sessions together. Commands wait for it; nothing fails.
+    pub buffer_memory: Size,
+    /// The same budget for one session (at most `buffer_memory`).
+    pub session_buffer_memory: Size,
     /// Seconds of silence after which the target pings the initiator (NOP-In); 0 = never.
     pub nop_interval_secs: u32,
     /// Seconds to wait for the ping's answer before the connection is dropped.
@@ -93,7 +115,14 @@ impl Default for Daemon {
             control_socket: PathBuf::from("/run/rustiscsi/control.sock"),
             allow_demo_mode_on_network: false,
             max_connections: 256,
+            max_login_connections: 64,
+            max_discovery_sessions: 32,
             login_timeout_secs: 15,
+            pdu_timeout_secs: 15,
+            send_timeout_secs: 30,
+            tcp_keepalive_secs: 30,
+            buffer_memory: Size(1 << 30),
+            session_buffer_memory: Size(128 << 20),
             nop_interval_secs: 10,
             nop_timeout_secs: 15,
             auth_failures_per_minute: 10,
@@ -164,6 +193,25 @@ pub struct BackstoreConfig {
     /// Write-back caching; write-through when false.
     #[serde(default)]
     pub write_cache: bool,
+    /// How I/O reaches the file or device: `"direct"` (O_DIRECT, bypassing the page
+    /// cache) or `"buffered"`. Default: direct for block, buffered for fileio; not for
+    /// ramdisk.
+    #[serde(default)]
+    pub cache: Option<CacheMode>,
+    /// Pinned unit serial number (VPD 0x80), printable ASCII; derived and persisted in
+    /// the state dir when absent.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// Pinned NAA designator (VPD 0x83) as `naa.` + 16 or 32 hex digits (NAA type 2, 3,
+    /// 5 or 6); derived and persisted in the state dir when absent.
+    #[serde(default)]
+    pub wwn: Option<String>,
+    /// T10 vendor identification of the INQUIRY data (at most 8 printable ASCII).
+    #[serde(default)]
+    pub vendor: Option<String>,
+    /// Product identification of the INQUIRY data (at most 16 printable ASCII).
+    #[serde(default)]
+    pub product: Option<String>,
 }
 
 fn default_block_size() -> u32 {
@@ -286,8 +334,8 @@ mod validate;
 pub use default::{DEMO_BACKSTORE, DEMO_SIZE, DEMO_TARGET, embedded_default, to_toml};
 pub use names::check_iscsi_name;
 pub use validate::{
-    ConfigError, EMBEDDED_ORIGIN, MAX_LUNS, ValidatedConfig, is_loopback, load, parse, parse_all,
-    validate, validate_all,
+    ConfigError, EMBEDDED_ORIGIN, MAX_LUNS, ValidatedConfig, check_naa, is_loopback, load, parse,
+    parse_all, validate, validate_all,
 };
 
 #[cfg(test)]

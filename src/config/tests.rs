@@ -956,3 +956,70 @@ fn array_of_tables_lines() {
         "(line 11)",
     );
 }
+
+// ----- session limits and pinned identity ---------------------------------------------
+
+#[test]
+fn session_limits_have_bounds() {
+    assert_err(
+        "[daemon]\npdu_timeout_secs = 0\n",
+        2,
+        "daemon.pdu_timeout_secs",
+        "at least 1",
+    );
+    assert_err(
+        "[daemon]\nsession_buffer_memory = \"1M\"\n",
+        2,
+        "daemon.session_buffer_memory",
+        "below 64M",
+    );
+    assert_err(
+        "[daemon]\nbuffer_memory = \"100M\"\nsession_buffer_memory = \"200M\"\n",
+        2,
+        "daemon.buffer_memory",
+        "smaller than session_buffer_memory",
+    );
+    let v = assert_ok("[daemon]\nbuffer_memory = \"2G\"\ntcp_keepalive_secs = 0\n");
+    assert_eq!(v.config.daemon.buffer_memory, Size(2 << 30));
+    assert_eq!(v.config.daemon.max_login_connections, 64);
+}
+
+#[test]
+fn pinned_identity_is_checked_for_form() {
+    let b =
+        |extra: &str| format!("[backstores.b]\nkind = \"block\"\npath = \"/dev/sdb\"\n{extra}\n");
+    let v = assert_ok(&b(
+        "serial = \"a1b2c3d4-0001\"\nwwn = \"naa.6001405a1b2c3d4e5f60718293a4b5c6\"\n\
+         vendor = \"LIO-ORG\"\nproduct = \"IBLOCK\"\ncache = \"buffered\"",
+    ));
+    let bs = &v.config.backstores["b"];
+    assert_eq!(bs.cache, Some(crate::backstore::CacheMode::Buffered));
+    assert_eq!(bs.vendor.as_deref(), Some("LIO-ORG"));
+    assert_ok(&b("wwn = \"naa.3000000000000001\""));
+    assert_err(&b("wwn = \"naa.60014\""), 4, "backstores.b.wwn", "16 or 32");
+    assert_err(
+        &b("wwn = \"naa.6000000000000001\""),
+        4,
+        "backstores.b.wwn",
+        "NAA type 6",
+    );
+    assert_err(&b("wwn = \"eui.0011\""), 4, "backstores.b.wwn", "naa.");
+    assert_err(
+        &b("vendor = \"TOO-LONG-X\""),
+        4,
+        "backstores.b.vendor",
+        "1 to 8",
+    );
+    assert_err(
+        &b("serial = \"tab\\there\""),
+        4,
+        "backstores.b.serial",
+        "printable",
+    );
+    assert_err(
+        "[backstores.r]\nkind = \"ramdisk\"\nsize = \"1M\"\ncache = \"direct\"\n",
+        4,
+        "backstores.r.cache",
+        "ramdisk",
+    );
+}

@@ -12,7 +12,7 @@ use toml::de::DeTable;
 
 use super::names::{check_backstore_name, check_iscsi_name};
 use super::spans::{KeyPath, SpanIndex};
-use super::{AuthConfig, BackstoreConfig, ChapConfig, Config, IscsiLimits, TargetConfig};
+use super::{AuthConfig, BackstoreConfig, ChapConfig, Config, IscsiLimits, Size, TargetConfig};
 use crate::backstore::BackstoreKind;
 
 /// Origin used for configurations built in memory (the embedded default).
@@ -270,6 +270,37 @@ impl<'a> Checker<'a> {
                 "max_connections must be at least 1",
             );
         }
+        for (key, v) in [
+            ("max_login_connections", d.max_login_connections),
+            ("max_discovery_sessions", d.max_discovery_sessions),
+            ("pdu_timeout_secs", d.pdu_timeout_secs),
+            ("send_timeout_secs", d.send_timeout_secs),
+        ] {
+            if v < 1 {
+                self.err(&p.key(key), format!("{key} must be at least 1"));
+            }
+        }
+        const MIN_BUFFERS: u64 = 64 << 20;
+        if d.session_buffer_memory.0 < MIN_BUFFERS {
+            self.err(
+                &p.key("session_buffer_memory"),
+                format!(
+                    "session_buffer_memory = {} is below {}: one command of the largest \
+                     transfer (32M) and a burst of reads must fit",
+                    d.session_buffer_memory,
+                    Size(MIN_BUFFERS)
+                ),
+            );
+        }
+        if d.buffer_memory < d.session_buffer_memory {
+            self.err(
+                &p.key("buffer_memory"),
+                format!(
+                    "buffer_memory = {} is smaller than session_buffer_memory = {}",
+                    d.buffer_memory, d.session_buffer_memory
+                ),
+            );
+        }
         if d.login_timeout_secs < 1 {
             self.err(
                 &p.key("login_timeout_secs"),
@@ -481,6 +512,13 @@ impl<'a> Checker<'a> {
             }
             _ => {}
         }
+        if b.kind == BackstoreKind::Ramdisk && b.cache.is_some() {
+            self.err(
+                &p.key("cache"),
+                "cache does not apply to a ramdisk backstore (remove it)",
+            );
+        }
+        self.identity(b, p);
         if b.block_size != 512 && b.block_size != 4096 {
             self.err(
                 &bs_key,
@@ -494,6 +532,36 @@ impl<'a> Checker<'a> {
                 "block_size is ignored for a block backstore: the device's own logical \
                  block size is used",
             );
+        }
+    }
+
+    /// Pinned identity keys: their form only (whether a change is allowed is decided
+    /// where changes are planned).
+    fn identity(&mut self, b: &BackstoreConfig, p: &KeyPath) {
+        for (key, value, max) in [
+            ("serial", &b.serial, 254),
+            ("vendor", &b.vendor, 8),
+            ("product", &b.product, 16),
+        ] {
+            let Some(v) = value else { continue };
+            if v.is_empty() || v.len() > max {
+                self.err(
+                    &p.key(key),
+                    format!("{key} must be 1 to {max} characters (got {})", v.len()),
+                );
+            } else if !v.bytes().all(|c| (0x20..0x7f).contains(&c)) {
+                self.err(&p.key(key), format!("{key} must be printable ASCII"));
+            } else if v.starts_with(' ') || v.ends_with(' ') {
+                self.err(
+                    &p.key(key),
+                    format!("{key} must not start or end with a space"),
+                );
+            }
+        }
+        if let Some(w) = &b.wwn
+            && let Err(m) = check_naa(w)
+        {
+            self.err(&p.key("wwn"), m);
         }
     }
 
@@ -676,6 +744,28 @@ impl<'a> Checker<'a> {
                 "no ACLs and demo_mode = false: no initiator can log in to this target",
             );
         }
+    }
+}
+
+/// Checks the form of an NAA designator written as `naa.` + 16 or 32 hex digits; the
+/// first digit is the NAA type: 2, 3 or 5 for 16 digits, 6 for 32.
+pub fn check_naa(w: &str) -> Result<(), String> {
+    let hex = w
+        .strip_prefix("naa.")
+        .ok_or_else(|| format!("wwn {w:?} must start with \"naa.\""))?;
+    if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("wwn {w:?}: only hex digits may follow \"naa.\""));
+    }
+    match (hex.len(), hex.as_bytes().first()) {
+        (16, Some(b'2' | b'3' | b'5')) | (32, Some(b'6')) => Ok(()),
+        (16 | 32, _) => Err(format!(
+            "wwn {w:?}: NAA type {} does not fit {} digits (2, 3 or 5 take 16, 6 takes 32)",
+            &hex[..1],
+            hex.len()
+        )),
+        (n, _) => Err(format!(
+            "wwn {w:?} has {n} hex digits; an NAA designator has 16 or 32"
+        )),
     }
 }
 

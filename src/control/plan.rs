@@ -344,6 +344,11 @@ mapped_luns = [{{ lun = 0 }}]
                 size: Some(crate::config::Size(1 << 20)),
                 block_size: 512,
                 write_cache: false,
+                cache: None,
+                serial: None,
+                wwn: None,
+                vendor: None,
+                product: None,
             },
         );
         new.targets
