@@ -89,6 +89,9 @@ pub struct ScsiResponse {
     /// For commands with Data-Out: the bytes the CDB transfers, so the transport can report
     /// residuals against the initiator's expected length. `None` when not applicable.
     pub data_out_len: Option<u32>,
+    /// For reads cut to the initiator's expected length: the bytes the CDB asked for
+    /// (the transport reports the difference as an overflow residual).
+    pub data_in_len: Option<u32>,
 }
 
 impl ScsiResponse {
@@ -99,6 +102,7 @@ impl ScsiResponse {
             sense: None,
             data_in: data,
             data_out_len: None,
+            data_in_len: None,
         }
     }
 
@@ -109,6 +113,7 @@ impl ScsiResponse {
             sense: Some(sense),
             data_in: Bytes::new(),
             data_out_len: None,
+            data_in_len: None,
         }
     }
 
@@ -119,6 +124,7 @@ impl ScsiResponse {
             sense: None,
             data_in: Bytes::new(),
             data_out_len: None,
+            data_in_len: None,
         }
     }
 }
