@@ -86,7 +86,11 @@ impl LogicalUnit {
 
     /// Aborts every task in `scope` that arrived at or before `before`, and waits until
     /// none of them is doing I/O (see [`super::tasks::TaskSet::abort`]).
-    pub async fn abort_tasks(&self, scope: super::tasks::AbortScope, before: std::time::Instant) -> usize {
+    pub async fn abort_tasks(
+        &self,
+        scope: super::tasks::AbortScope,
+        before: std::time::Instant,
+    ) -> usize {
         self.tasks.abort(scope, before).await
     }
 

@@ -224,7 +224,11 @@ pub async fn execute_task(
     };
     let started = io.map(|_| std::time::Instant::now());
     let guard = match medium_access(&command) {
-        Some(a) => match unit.tasks.begin(nexus.key(), meta.id, meta.received, a).await {
+        Some(a) => match unit
+            .tasks
+            .begin(nexus.key(), meta.id, meta.received, a)
+            .await
+        {
             Some(g) => Some(g),
             None => return Err(Aborted),
         },
@@ -289,7 +293,11 @@ fn medium_access(c: &Command) -> Option<tasks::Access> {
         }
         WriteSame { lba, blocks, .. } => {
             // 0 blocks: to the end of the medium.
-            let n = if blocks == 0 { u64::MAX } else { u64::from(blocks) };
+            let n = if blocks == 0 {
+                u64::MAX
+            } else {
+                u64::from(blocks)
+            };
             let (a, b) = span(lba, n);
             Access::Write(a, b)
         }

@@ -163,7 +163,13 @@ impl Drop for TaskGuard<'_> {
         let removed = {
             let mut g = self.set.lock();
             let e = g.entries.remove(&self.id);
-            if matches!(e, Some(Entry { access: Access::CompareAndWrite(..), .. })) {
+            if matches!(
+                e,
+                Some(Entry {
+                    access: Access::CompareAndWrite(..),
+                    ..
+                })
+            ) {
                 g.exclusive -= 1;
             }
             e.is_some()
@@ -286,11 +292,7 @@ impl TaskSet {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let left = self
-                .lock()
-                .entries
-                .values()
-                .any(|e| e.aborted && e.running);
+            let left = self.lock().entries.values().any(|e| e.aborted && e.running);
             if !left {
                 break;
             }
@@ -330,7 +332,10 @@ mod tests {
         let t0 = Instant::now();
         let g = set.begin(&k, 7, t0, Access::Write(0, 8)).await.unwrap();
         let s2 = set.clone();
-        let abort = tokio::spawn(async move { s2.abort(AbortScope::Task { nexus: 1, task: 7 }, Instant::now()).await });
+        let abort = tokio::spawn(async move {
+            s2.abort(AbortScope::Task { nexus: 1, task: 7 }, Instant::now())
+                .await
+        });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!abort.is_finished(), "the abort must wait for the I/O");
         assert!(g.aborted());
@@ -380,16 +385,29 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!caw.is_finished(), "CAW waits for the overlapping write");
         // A write elsewhere does not wait.
-        assert!(set.begin(&k, 3, now, Access::Write(100, 108)).await.is_some());
+        assert!(
+            set.begin(&k, 3, now, Access::Write(100, 108))
+                .await
+                .is_some()
+        );
         drop(w);
         assert!(caw.await.unwrap());
         // And a write that comes after a running CAW waits for it.
-        let c = set.begin(&k, 4, now, Access::CompareAndWrite(0, 1)).await.unwrap();
+        let c = set
+            .begin(&k, 4, now, Access::CompareAndWrite(0, 1))
+            .await
+            .unwrap();
         let s3 = set.clone();
         let k3 = k.clone();
-        let later = tokio::spawn(async move { s3.begin(&k3, 5, now, Access::Write(0, 16)).await.is_some() });
+        let later =
+            tokio::spawn(
+                async move { s3.begin(&k3, 5, now, Access::Write(0, 16)).await.is_some() },
+            );
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(!later.is_finished(), "a write overlapping a running CAW waits");
+        assert!(
+            !later.is_finished(),
+            "a write overlapping a running CAW waits"
+        );
         drop(c);
         assert!(later.await.unwrap());
         assert!(set.is_empty());
@@ -400,13 +418,20 @@ mod tests {
         let set = Arc::new(TaskSet::default());
         let k = key(1);
         let now = Instant::now();
-        let c = set.begin(&k, 1, now, Access::CompareAndWrite(0, 1)).await.unwrap();
+        let c = set
+            .begin(&k, 1, now, Access::CompareAndWrite(0, 1))
+            .await
+            .unwrap();
         let s2 = set.clone();
         let k2 = k.clone();
-        let w = tokio::spawn(async move { s2.begin(&k2, 2, now, Access::Write(0, 1)).await.is_some() });
+        let w =
+            tokio::spawn(async move { s2.begin(&k2, 2, now, Access::Write(0, 1)).await.is_some() });
         tokio::time::sleep(Duration::from_millis(20)).await;
         let s3 = set.clone();
-        let abort = tokio::spawn(async move { s3.abort(AbortScope::Task { nexus: 1, task: 2 }, Instant::now()).await });
+        let abort = tokio::spawn(async move {
+            s3.abort(AbortScope::Task { nexus: 1, task: 2 }, Instant::now())
+                .await
+        });
         assert!(!w.await.unwrap(), "aborted while waiting");
         assert!(abort.await.unwrap() == 1);
         drop(c);

@@ -113,6 +113,12 @@ impl Framer {
         }
     }
 
+    /// Switches digests on or off (at the end of the login, for the full feature phase).
+    pub fn set_digests(&mut self, header_digest: bool, data_digest: bool) {
+        self.header_digest = header_digest;
+        self.data_digest = data_digest;
+    }
+
     /// Whether part of a PDU has arrived and the rest has not (the receiver runs a
     /// deadline while this is true).
     pub fn in_pdu(&self) -> bool {
