@@ -93,9 +93,7 @@ impl Answer {
             res_flags = 0x02; // U: underflow
             residual = expected_in - data.len() as u32;
         }
-        if let Some(wanted) = resp.data_in_len
-            && expected_in > 0
-        {
+        if let Some(wanted) = resp.data_in_len {
             // The CDB asked for more than the initiator expected: overflow of the rest.
             if wanted > expected_in {
                 res_flags = 0x04;
@@ -292,5 +290,22 @@ mod tests {
         ));
         assert_eq!(pdus[0].0.bhs.flags() & 0x04, 0x04, "O");
         assert_eq!(pdus[0].0.bhs.residual(), 3584);
+        // With an expected length of 0, nothing is read: all of it is overflow.
+        let mut resp = ScsiResponse::good(Bytes::new());
+        resp.data_in_len = Some(512);
+        let pdus = all(Answer::new(
+            1,
+            0,
+            0,
+            0,
+            resp,
+            Shape {
+                segment: 8192,
+                burst: 8192,
+            },
+        ));
+        assert_eq!(pdus[0].0.bhs.opcode(), Opcode::SCSI_RESPONSE);
+        assert_eq!(pdus[0].0.bhs.flags() & 0x04, 0x04, "O");
+        assert_eq!(pdus[0].0.bhs.residual(), 512);
     }
 }
