@@ -25,9 +25,11 @@ pub enum TextError {
 }
 
 impl TextPairs {
-    /// Parses a data segment (trailing NULs and padding allowed).
+    /// Parses a data segment (trailing NULs and padding allowed). Linear in the number of
+    /// pairs (an unauthenticated peer can send thousands in one PDU).
     pub fn parse(data: &[u8]) -> Result<Self, TextError> {
         let mut out: Vec<(String, String)> = Vec::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for item in data.split(|&b| b == 0) {
             if item.is_empty() {
                 continue;
@@ -39,7 +41,7 @@ impl TextPairs {
             if k.is_empty() || k.len() > MAX_KEY_LEN {
                 return Err(TextError::BadKey(k.to_string()));
             }
-            if out.iter().any(|(ek, _)| ek == k) {
+            if !seen.insert(k) {
                 return Err(TextError::Duplicate(k.to_string()));
             }
             out.push((k.to_string(), v.to_string()));
@@ -83,6 +85,24 @@ mod tests {
         let p = TextPairs::parse(raw).unwrap();
         assert_eq!(p.get("SessionType"), Some("Normal"));
         assert_eq!(p.encode(), raw[..raw.len() - 2].to_vec());
+    }
+
+    /// Defect 7 of issue 8: 30000 keys in one segment parse in linear time.
+    #[test]
+    fn many_keys_parse_quickly() {
+        let mut raw = Vec::new();
+        for i in 0..30_000 {
+            raw.extend_from_slice(format!("X-k{i}=v\0").as_bytes());
+        }
+        let t0 = std::time::Instant::now();
+        let p = TextPairs::parse(&raw).unwrap();
+        assert_eq!(p.0.len(), 30_000);
+        // Quadratic duplicate checks took seconds here (debug build); linear is ~10 ms.
+        assert!(
+            t0.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[test]
