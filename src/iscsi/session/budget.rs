@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The daemon-wide budget, shared by every session (lock-free).
 #[derive(Debug)]
 pub struct BufferPool {
-    limit: u64,
+    limit: AtomicU64,
     used: AtomicU64,
 }
 
@@ -20,18 +20,25 @@ impl BufferPool {
     /// A pool of `limit` bytes.
     pub fn new(limit: u64) -> Self {
         BufferPool {
-            limit,
+            limit: AtomicU64::new(limit),
             used: AtomicU64::new(0),
         }
     }
 
     /// Takes `n` bytes if they are free.
     pub fn try_reserve(&self, n: u64) -> bool {
+        let limit = self.limit.load(Ordering::Acquire);
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                u.checked_add(n).filter(|t| *t <= self.limit)
+                u.checked_add(n).filter(|t| *t <= limit)
             })
             .is_ok()
+    }
+
+    /// Changes the pool's size (reload); reservations beyond a smaller size stay until
+    /// they are released.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Release);
     }
 
     /// Gives back `n` bytes taken with [`BufferPool::try_reserve`].
@@ -47,7 +54,7 @@ impl BufferPool {
 
     /// The pool's size.
     pub fn limit(&self) -> u64 {
-        self.limit
+        self.limit.load(Ordering::Acquire)
     }
 }
 
