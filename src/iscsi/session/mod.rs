@@ -392,6 +392,16 @@ pub struct Session {
     closed: bool,
 }
 
+impl Drop for Session {
+    /// The session's reservations go back to the daemon-wide pool.
+    fn drop(&mut self) {
+        let held: u64 = self.tasks.values().map(|t| t.reserved).sum();
+        if held > 0 {
+            self.pool.release(held);
+        }
+    }
+}
+
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")

@@ -183,3 +183,17 @@ fn the_global_pool_is_respected() {
     assert_eq!(itts.len(), 2);
     assert_eq!(pool.used(), 8 << 20);
 }
+
+/// A session that ends gives its reservations back to the daemon-wide pool.
+#[test]
+fn a_dropped_session_releases_its_budget() {
+    let pool = Arc::new(BufferPool::new(1 << 30));
+    let mut h = H::with_pool(params(), Limits::default(), pool.clone());
+    let sn = h.next_cmdsn();
+    h.send(write10(1, sn, 0, 2048, true), &[]);
+    let sn = h.next_cmdsn();
+    h.send(read10(2, sn, 0, 2048), &[]);
+    assert_eq!(pool.used(), 2 << 20);
+    drop(h);
+    assert_eq!(pool.used(), 0);
+}
