@@ -61,10 +61,18 @@
   services.lvm.enable = true;
   hardware.enableRedistributableFirmware = lib.mkDefault true;
 
-  image.baseName = lib.mkDefault "rustiscsi-nas";
+  # image.baseName exists only inside an image variant: nixos/modules/image/file-options.nix
+  # is imported by the variant builders (virtualisation/disk-image.nix), not by the module
+  # list, so each variant gets its name here.
   image.modules = {
-    qemu-efi.virtualisation.diskSize = lib.mkDefault 4096;
-    raw-efi.virtualisation.diskSize = lib.mkDefault 4096;
+    qemu-efi = {
+      image.baseName = lib.mkDefault "rustiscsi-nas";
+      virtualisation.diskSize = lib.mkDefault 4096;
+    };
+    raw-efi = {
+      image.baseName = lib.mkDefault "rustiscsi-nas";
+      virtualisation.diskSize = lib.mkDefault 4096;
+    };
   };
 
   # ---------------------------------------------------------------- network and access
