@@ -1,5 +1,5 @@
 # A backstore added through `settings` gets no DeviceAllow, no device wait, no ReadWritePaths.
-# expect: settings.backstores
+# expect: backstores is owned by the module
 {
   services.rustiscsi = {
     enable = true;

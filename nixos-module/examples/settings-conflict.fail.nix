@@ -1,5 +1,5 @@
 # The same key set twice: by a typed option and by `settings`.
-# expect: services.rustiscsi.iscsi.queueDepth
+# expect: services.rustiscsi.iscsi.queueDepth both set iscsi.queue_depth
 {
   services.rustiscsi = {
     enable = true;

@@ -1,6 +1,6 @@
 # `settings` must not move the portals: the firewall, the demo-mode check and IPAddressAllow
 # are computed from services.rustiscsi.portals.
-# expect: settings.daemon.portals
+# expect: settings sets daemon.portals, but daemon.portals is owned by the module
 {
   services.rustiscsi = {
     enable = true;

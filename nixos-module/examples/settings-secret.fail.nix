@@ -1,6 +1,6 @@
 # A CHAP secret named through `settings` is not handed to the unit with LoadCredential (and
 # the state dir moved under the daemon's feet).
-# expect: settings.targets
+# expect: targets is owned by the module
 {
   services.rustiscsi = {
     enable = true;
