@@ -17,6 +17,8 @@ in
     nas = {
       imports = [ ../images/nas.nix ];
       virtualisation.memorySize = 1024;
+      # virtio disks have no SMART: smartd would exit with nothing to watch
+      services.smartd.enable = false;
     };
     client1 = common.initiatorNode common.client1;
   };
@@ -36,7 +38,12 @@ in
       nas.succeed("mdadm --version && lvm version && sg_inq --version")
 
       with subtest("appliance: headless access and firewall"):
-          nas.require_unit_state("serial-getty@ttyS0.service", "active")
+          # The test driver owns the serial console: the NixOS test instrumentation disables
+          # serial-getty@ttyS0 (and hvc0), so its getty cannot be observed here. What the
+          # appliance itself sets is checked: its serial console is on the kernel command line
+          # and the console getty runs. (The offline evaluation checks the console per platform.)
+          nas.succeed("grep -qw 'console=ttyS0,115200n8' /proc/cmdline")
+          nas.wait_for_unit("getty@tty1.service")
           client1.wait_for_unit("multi-user.target")
           client1.succeed(f"nc -z -w 5 {IP} 22")
           client1.succeed(f"nc -z -w 5 {IP} 3260")
