@@ -67,8 +67,39 @@ let
     nixpkgs = nixpkgsInput;
   };
   nas = outputs.nixosConfigurations.nas.nixEvalNixosSystemArgs;
+  vmTestFiles = lib.filter (f: lib.hasSuffix ".nix" f && f != "common.nix") (
+    lib.attrNames (builtins.readDir ../../../vm-tests)
+  );
 in
 {
   imports = nas.modules;
   _module.args.pkgs = lib.mkForce pkgs;
+
+  # What flake.nix and package.nix promise about the package.
+  assertions =
+    let
+      p = outputs.nixosModules.default;
+      package = (p { inherit lib pkgs; }).services.rustiscsi.package.content;
+      overlaid = (outputs.overlays.default pkgs pkgs).rustiscsi;
+      tests = package.passthru.tests;
+      meta = package.meta;
+    in
+    [
+      {
+        assertion = overlaid.name == package.name;
+        message = "[flake] overlays.default does not give the module's package";
+      }
+      {
+        assertion = lib.attrNames tests == map (f: "vm-${lib.removeSuffix ".nix" f}") vmTestFiles;
+        message = "[flake] package.passthru.tests (${toString (lib.attrNames tests)}) are not the VM tests of vm-tests/ (${toString vmTestFiles})";
+      }
+      {
+        assertion = lib.all (t: t ? nixEvalTest && t.nixEvalTest.defaults.services.rustiscsi.package == package) (lib.attrValues tests);
+        message = "[flake] package.passthru.tests do not run runNixOSTest with this package";
+      }
+      {
+        assertion = lib.all (k: meta ? ${k}) [ "description" "longDescription" "license" "mainProgram" "platforms" "maintainers" ];
+        message = "[flake] package.meta lacks one of description, longDescription, license, mainProgram, platforms, maintainers";
+      }
+    ];
 }
