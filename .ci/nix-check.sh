@@ -3,8 +3,8 @@
 #
 #  1. installs nix-bin with apt if nix-instantiate is missing;
 #  2. `nix-instantiate --parse` on every *.nix file of the repository;
-#  3. when a nixpkgs lib is available (NIXLIB=<dir with default.nix>, or NIXLIB_MIRROR=<git dir
-#     of nix-community/nixpkgs.lib>) and the shared evaluator (../shared/nix-eval/check.sh, or
+#  3. when a nixpkgs lib is available (NIXLIB=<dir with default.nix>, /tmp/nixlib/lib, or
+#     NIXLIB_MIRROR=<git dir of nix-community/nixpkgs.lib>) and the shared evaluator (../shared/nix-eval/check.sh, or
 #     NIX_EVAL=<path of check.sh>): evaluates, with the project's extra declarations and
 #     invariants (.ci/nix-eval/stubs.nix, .ci/nix-eval/invariants.nix),
 #       - nixos-module/ with every example (nixos-module/examples/*.nix; *.fail.nix must fail),
@@ -63,6 +63,8 @@ trap 'rm -rf "$tmp"' EXIT
 lib=""
 if [ -n "${NIXLIB:-}" ] && [ -f "$NIXLIB/default.nix" ]; then
   lib="$NIXLIB"
+elif [ -z "${NIXLIB:-}" ] && [ -f /tmp/nixlib/lib/default.nix ]; then
+  lib=/tmp/nixlib/lib # nix-eval's default location
 elif [ -n "${NIXLIB_MIRROR:-}" ] && [ -d "$NIXLIB_MIRROR" ] &&
   git --git-dir="$NIXLIB_MIRROR" archive HEAD lib 2>/dev/null | tar -x -C "$tmp"; then
   lib="$tmp/lib"

@@ -121,20 +121,21 @@ let
   serialConsoles = lib.filter (c: builtins.match "tty(S|AMA|USB|mxc|PS|MSM)[0-9]+" c != null) consoles;
   initrdModules = config.boot.initrd.availableKernelModules or [ ] ++ config.boot.initrd.kernelModules or [ ];
   bootDisks = [ "usb_storage" "uas" "xhci_pci" "ahci" "sd_mod" "nvme" ];
-  users = lib.attrValues (config.users.users or { });
-  canLogIn =
-    u:
-    (u.name == "root" || u.group == "wheel" || lib.elem "wheel" u.extraGroups)
-    && (
-      u.openssh.authorizedKeys.keys != [ ]
-      || u.openssh.authorizedKeys.keyFiles != [ ]
-      || (u.hashedPasswordFile or null) != null
-      || (u.password or null) != null
-      || (u.initialPassword or null) != null
-      || (u.hashedPassword or null != null && !(lib.hasPrefix "!" u.hashedPassword) && !(lib.hasPrefix "*" u.hashedPassword))
-      || (u.initialHashedPassword or null != null && !(lib.hasPrefix "!" u.initialHashedPassword))
-    );
-  noWayIn = !(lib.any canLogIn users);
+  # Root is locked and no wheel user exists: a stricter condition than the appliance's own
+  # (images/nas.nix), so that each is checked by something it does not share.
+  root = config.users.users.root;
+  rootLocked =
+    root.openssh.authorizedKeys.keys == [ ]
+    && root.openssh.authorizedKeys.keyFiles == [ ]
+    && (root.hashedPasswordFile or null) == null
+    && (root.password or null) == null
+    && (root.initialPassword or null) == null
+    && lib.elem (root.hashedPassword or null) [ null "!" "*" ]
+    && lib.elem (root.initialHashedPassword or null) [ null "!" ];
+  wheelUsers = lib.filter (u: u.group == "wheel" || lib.elem "wheel" u.extraGroups) (
+    lib.attrValues config.users.users
+  );
+  noWayIn = rootLocked && wheelUsers == [ ];
   format = if options ? image && options.image ? format then config.image.format else null;
   applianceChecks = lib.optionals (systemMode && on && !vmNode) (
     map (m: check (lib.elem m initrdModules) "the appliance's initrd lacks ${m}: it cannot mount its root from a USB stick, SATA or NVMe disk") bootDisks
