@@ -7,7 +7,8 @@
 #    the systemd unit and the sysusers.d entry; `man -w` finds the pages there, the unit passes
 #    `systemd-analyze verify`, the bash completion loads, the installed binary accepts the
 #    installed configuration.
-# (That rustiscsi.toml(5) names every key of the model is tests/manpage_keys.rs, in cargo test.)
+#  - rustiscsi.toml(5) names every key of the config model, and only those
+#    (tests/manpage_keys.rs, also part of cargo test).
 # Ends with "N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -50,6 +51,13 @@ for page in "$tmp/man/rustiscsid.8" "$tmp/man/rustiscsi.8" doc/rustiscsi.toml.5;
     printf '%s\n' "$text" | head -n 10 | sed 's/^/      /'
   fi
 done
+
+if cargo test --locked --quiet --test manpage_keys >"$tmp/keys.log" 2>&1; then
+  pass "rustiscsi.toml(5) documents every key of src/config/mod.rs (tests/manpage_keys.rs)"
+else
+  fail "rustiscsi.toml(5) and src/config/mod.rs disagree (tests/manpage_keys.rs)"
+  grep -E 'panicked|missing|documents keys' "$tmp/keys.log" | head -n 5 | sed 's/^/      /'
+fi
 
 dest="$tmp/dest"
 if cargo xtask install --destdir "$dest" --no-build >"$tmp/install.log" 2>&1; then

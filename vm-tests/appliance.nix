@@ -40,9 +40,14 @@ in
       with subtest("appliance: headless access and firewall"):
           # The test driver owns the serial console: the NixOS test instrumentation disables
           # serial-getty@ttyS0 (and hvc0), so its getty cannot be observed here. What the
-          # appliance itself sets is checked: its serial console is on the kernel command line
-          # and the console getty runs. (The offline evaluation checks the console per platform.)
-          nas.succeed("grep -qw 'console=ttyS0,115200n8' /proc/cmdline")
+          # appliance itself sets is checked: its serial console (the one with a baud rate) is on
+          # the kernel command line and is a port this machine has, and the tty1 getty runs.
+          # The first console with a baud rate is the system's own (boot.kernelParams come first
+          # on the command line; the VM runner appends its consoles after them).
+          consoles = nas.succeed("grep -oE 'console=tty[A-Za-z]+[0-9]+,115200n8' /proc/cmdline").split()
+          tty = consoles[0].split("=")[1].split(",")[0]
+          # ttyS0 on x86_64, ttyAMA0 on aarch64: the port this machine has
+          nas.succeed(f"test -e /sys/class/tty/{tty}/dev")
           nas.wait_for_unit("getty@tty1.service")
           client1.wait_for_unit("multi-user.target")
           client1.succeed(f"nc -z -w 5 {IP} 22")
