@@ -6,21 +6,25 @@ use bytes::Bytes;
 
 use super::sense::{Sense, key};
 use super::*;
-use crate::backstore::{Backstore, BackstoreKind, BackstoreSpec};
+use crate::backstore::{Backstore, BackstoreKind, BackstoreSpec, CacheMode, OpenOptions};
 
 const BLOCKS: u64 = 2048;
 const BS: usize = 512;
 
 fn ramdisk(blocks: u64) -> Arc<Backstore> {
     Arc::new(
-        Backstore::open(&BackstoreSpec {
-            name: "ram".into(),
-            kind: BackstoreKind::Ramdisk,
-            path: None,
-            size: Some(blocks * BS as u64),
-            block_size: BS as u32,
-            write_cache: false,
-        })
+        Backstore::open(
+            &BackstoreSpec {
+                name: "ram".into(),
+                kind: BackstoreKind::Ramdisk,
+                path: None,
+                size: Some(blocks * BS as u64),
+                block_size: BS as u32,
+                write_cache: false,
+                cache: CacheMode::Buffered,
+            },
+            &OpenOptions::default(),
+        )
         .unwrap(),
     )
 }
@@ -749,14 +753,18 @@ async fn never_panics_on_random_cdbs() {
 async fn fileio_lun_through_execute() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(
-        Backstore::open(&BackstoreSpec {
-            name: "f".into(),
-            kind: BackstoreKind::Fileio,
-            path: Some(dir.path().join("lun.img")),
-            size: Some(4 << 20),
-            block_size: 4096,
-            write_cache: true,
-        })
+        Backstore::open(
+            &BackstoreSpec {
+                name: "f".into(),
+                kind: BackstoreKind::Fileio,
+                path: Some(dir.path().join("lun.img")),
+                size: Some(4 << 20),
+                block_size: 4096,
+                write_cache: true,
+                cache: CacheMode::Buffered,
+            },
+            &OpenOptions::default(),
+        )
         .unwrap(),
     );
     let u = Arc::new(LogicalUnit::new(
@@ -794,7 +802,7 @@ async fn fileio_lun_through_execute() {
         .unwrap()
         .set_len(8 << 20)
         .unwrap();
-    u.backstore().refresh_size().unwrap();
+    u.backstore().unwrap().refresh_size().unwrap();
     u.capacity_changed();
     let rc10 = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     do_command_fail(&n, 0, &rc10, vec![], Sense::UA_CAPACITY_CHANGED).await;
