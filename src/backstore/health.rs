@@ -279,6 +279,23 @@ impl Health {
         g.window_start = now;
     }
 
+    /// Logs the offline line of a backstore that starts offline (once its exports are
+    /// known).
+    pub fn announce(&self) {
+        let g = self.inner();
+        if g.state == State::Offline {
+            tracing::error!(
+                backstore = %self.name,
+                device = %self.device,
+                luns = %self.exports(),
+                "backstore {} offline: {}; {} answer NOT READY until it is back (retried with backoff)",
+                self.name,
+                g.reason.as_deref().unwrap_or("?"),
+                self.exports()
+            );
+        }
+    }
+
     /// The backstore is not there (cannot be opened, vanished): its LUNs answer NOT READY.
     /// Logs once per state change, and again only when the reason changes.
     pub fn offline(&self, now: Instant, reason: &str) {

@@ -500,12 +500,12 @@ impl Backstore {
             RangeSet::default()
         };
         let r = self.run(|f| f.sync_data()).await;
-        if r.is_err() && !pending.is_empty() {
-            if let Some((s, e)) = pending.first() {
-                // Same bookkeeping as a failed write, for the whole pending set.
+        if r.is_err() {
+            // Which writeback failed is not known: every range written since the last
+            // flush counts as failed.
+            for (s, e) in pending.iter() {
                 self.written(s, e - s, false, false);
             }
-            self.tracking().failed.absorb(pending);
         }
         r.map_err(BackstoreError::Flush)
     }

@@ -80,16 +80,9 @@ impl RangeSet {
         }
     }
 
-    /// Moves every range of `other` into this set.
-    pub(crate) fn absorb(&mut self, other: RangeSet) {
-        for (s, e) in other.map {
-            self.insert(s, e - s);
-        }
-    }
-
-    /// The first range, for messages.
-    pub(crate) fn first(&self) -> Option<(u64, u64)> {
-        self.map.iter().next().map(|(s, e)| (*s, *e))
+    /// The ranges as `(start, end)`, ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.map.iter().map(|(s, e)| (*s, *e))
     }
 
     fn merge_closest(&mut self) {
@@ -127,7 +120,7 @@ mod tests {
         assert!(!r.overlaps(200, 100));
         r.insert(200, 100); // touches both: one range [100,400)
         assert_eq!(r.len(), 1);
-        assert_eq!(r.first(), Some((100, 400)));
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![(100, 400)]);
         r.remove(150, 100); // [100,150) [250,400)
         assert_eq!(r.len(), 2);
         assert!(!r.overlaps(150, 100));

@@ -202,6 +202,7 @@ impl Registry {
             })
             .unwrap_or_default();
         let mut units = BTreeMap::new();
+        let mut created = Vec::new();
         for (name, b) in &c.backstores {
             let spec = BackstoreSpec {
                 name: name.clone(),
@@ -256,6 +257,7 @@ impl Registry {
                 }
                 Err(e) => return Err(e.into()),
             };
+            created.push(name.clone());
             units.insert(name.clone(), (spec, unit));
         }
         ids.save().map_err(state_err)?;
@@ -329,6 +331,9 @@ impl Registry {
                 tracing::debug!(backstore = %name, "backstore exported by no LUN");
             }
             unit.health.set_exports(exports.join(", "));
+            if created.contains(name) {
+                unit.health.announce();
+            }
         }
         Ok(Registry {
             config: c.clone(),

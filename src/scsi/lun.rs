@@ -79,25 +79,21 @@ impl LogicalUnit {
     }
 
     /// A logical unit whose backstore (`spec`) is not open: NOT READY until
-    /// [`LogicalUnit::set_online`].
+    /// [`LogicalUnit::set_online`]. Nothing is logged here (see [`Health::announce`]).
     pub fn offline(spec: &BackstoreSpec, identity: LunIdentity, reason: String) -> Self {
         let device = spec
             .path
             .as_ref()
             .map_or("memory".to_string(), |p| p.display().to_string());
-        let health = Health::new(&spec.name, &device, State::Healthy, None);
-        let u = Self::with(
-            Medium::Offline {
-                reason: reason.clone(),
-            },
+        let health = Health::new(&spec.name, &device, State::Offline, Some(reason.clone()));
+        Self::with(
+            Medium::Offline { reason },
             spec.block_size,
             spec.write_cache,
             0,
             identity,
             health,
-        );
-        u.health.offline(Instant::now(), &reason);
-        u
+        )
     }
 
     fn with(

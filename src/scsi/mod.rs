@@ -36,6 +36,8 @@ mod spc;
 mod vpd;
 
 #[cfg(test)]
+mod storage_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cdb::Command;

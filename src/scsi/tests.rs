@@ -40,7 +40,7 @@ fn unit() -> Arc<LogicalUnit> {
 }
 
 /// LUN 0 read-write, LUN 1 read-only view of the same unit.
-fn nexus_for(u: &Arc<LogicalUnit>, initiator: &str) -> ItNexus {
+pub(super) fn nexus_for(u: &Arc<LogicalUnit>, initiator: &str) -> ItNexus {
     ItNexus::new(
         initiator.into(),
         "iqn.2026-11.org.example:tgt,t,0x0001".into(),
@@ -65,7 +65,7 @@ fn setup() -> (Arc<LogicalUnit>, ItNexus) {
     (u, n)
 }
 
-async fn run(n: &ItNexus, lun: u64, cdb: &[u8], data_out: Vec<u8>) -> ScsiResponse {
+pub(super) async fn run(n: &ItNexus, lun: u64, cdb: &[u8], data_out: Vec<u8>) -> ScsiResponse {
     execute(
         n,
         ScsiCommand {
@@ -78,18 +78,18 @@ async fn run(n: &ItNexus, lun: u64, cdb: &[u8], data_out: Vec<u8>) -> ScsiRespon
     .await
 }
 
-async fn do_command_in(n: &ItNexus, lun: u64, cdb: &[u8]) -> Bytes {
+pub(super) async fn do_command_in(n: &ItNexus, lun: u64, cdb: &[u8]) -> Bytes {
     let r = run(n, lun, cdb, Vec::new()).await;
     assert_eq!(r.status, status::GOOD, "cdb {cdb:02x?}: {:?}", r.sense);
     r.data_in
 }
 
-async fn do_command_out(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>) {
+pub(super) async fn do_command_out(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>) {
     let r = run(n, lun, cdb, data).await;
     assert_eq!(r.status, status::GOOD, "cdb {cdb:02x?}: {:?}", r.sense);
 }
 
-async fn do_command_fail(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>, want: Sense) {
+pub(super) async fn do_command_fail(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>, want: Sense) {
     let r = run(n, lun, cdb, data).await;
     assert_eq!(r.status, status::CHECK_CONDITION, "cdb {cdb:02x?}");
     let s = r.sense.unwrap();
@@ -100,7 +100,7 @@ async fn do_command_fail(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>, want:
     );
 }
 
-fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 10] {
+pub(super) fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 10] {
     let mut c = [0u8; 10];
     c[0] = op;
     c[2..6].copy_from_slice(&lba.to_be_bytes());
@@ -108,7 +108,7 @@ fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 10] {
     c
 }
 
-fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
+pub(super) fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = op;
     c[2..10].copy_from_slice(&lba.to_be_bytes());

@@ -5,6 +5,7 @@
 //! never stalls the reader.
 
 pub mod apply;
+pub mod backstores;
 mod connection;
 pub mod control;
 pub mod framing;
