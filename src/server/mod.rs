@@ -180,4 +180,6 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
 }
 
 #[cfg(test)]
+mod storage_tests;
+#[cfg(test)]
 mod tests;
