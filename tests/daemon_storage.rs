@@ -63,7 +63,10 @@ fn a_second_daemon_on_the_same_file_is_refused() {
     let sock = dir.path().join("first.sock");
     let t0 = Instant::now();
     while !sock.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "first daemon did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "first daemon did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The same file through a symlink, from a second daemon.
@@ -79,7 +82,10 @@ fn a_second_daemon_on_the_same_file_is_refused() {
         .unwrap();
     assert!(!out.status.success(), "the second daemon must not start");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&link.display().to_string()), "names the path: {err}");
+    assert!(
+        err.contains(&link.display().to_string()),
+        "names the path: {err}"
+    );
     assert!(
         err.contains(&format!("pid {}", first.0.id())),
         "names who holds it: {err}"
@@ -92,7 +98,11 @@ fn a_second_daemon_on_the_same_file_is_refused() {
         .arg(&second)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let nodev = config(
         dir.path(),
         "nodev",
@@ -104,6 +114,10 @@ fn a_second_daemon_on_the_same_file_is_refused() {
         .arg(&nodev)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     drop(first);
 }

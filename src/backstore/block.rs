@@ -26,9 +26,10 @@ pub(super) fn open(
     opts: &OpenOptions,
 ) -> Result<Opened, BackstoreError> {
     let name = &spec.name;
-    let open_err = |source| BackstoreError::Open {
+    // The path goes into the message (what `status` and the log show).
+    let open_err = |e: io::Error| BackstoreError::Open {
         name: name.clone(),
-        source,
+        source: io::Error::new(e.kind(), format!("{}: {e}", path.display())),
     };
     let meta = std::fs::metadata(path).map_err(open_err)?;
     if !meta.file_type().is_block_device() {

@@ -22,9 +22,10 @@ pub(super) fn open(
     opts: &OpenOptions,
 ) -> Result<Opened, BackstoreError> {
     let name = &spec.name;
-    let open_err = |source| BackstoreError::Open {
+    // The path goes into the message (what `status` and the log show).
+    let open_err = |e: io::Error| BackstoreError::Open {
         name: name.clone(),
-        source,
+        source: io::Error::new(e.kind(), format!("{}: {e}", path.display())),
     };
     let exists = match std::fs::metadata(path) {
         Ok(_) => true,
@@ -40,10 +41,13 @@ pub(super) fn open(
             ""
         };
         if !why.is_empty() {
-            return Err(open_err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} does not exist; {why}", path.display()),
-            )));
+            return Err(BackstoreError::Open {
+                name: name.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} does not exist; {why}", path.display()),
+                ),
+            });
         }
     }
     let file = open_rw(path, open_flags(spec, cache), !exists).map_err(open_err)?;

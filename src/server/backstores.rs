@@ -1,5 +1,5 @@
 //! Backstore upkeep, one task for the daemon: every second the health summaries are
-//! flushed and offline backstores are retried (backoff 1 s doubling to 10 s, so a device
+//! flushed and offline backstores are retried (backoff 1 s doubling to 5 s, so a device
 //! that appears is served within seconds, without a restart); every 5 s sizes are re-read
 //! (online resize) and vanished files or devices are taken offline.
 
@@ -12,7 +12,7 @@ use super::ServerCtx;
 /// First retry delay of an offline backstore.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest retry delay.
-const RETRY_MAX: Duration = Duration::from_secs(10);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How often sizes and presence are checked.
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 

@@ -208,7 +208,7 @@ async fn a_backstore_that_appears_late_comes_online_by_itself() {
     super::backstores::spawn(srv.ctx.clone());
     std::fs::create_dir_all(img.parent().unwrap()).unwrap();
     std::fs::write(&img, vec![0x5au8; 1 << 20]).unwrap();
-    // Within the backoff (1 s doubling to 10 s) it is served; first the unit attention.
+    // Within the backoff (1 s doubling to 5 s) it is served; first the unit attention.
     let t0 = Instant::now();
     let mut seen_ua = false;
     loop {
