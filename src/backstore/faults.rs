@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub(crate) struct Faults {
     pub reads: AtomicI32,
     pub writes: AtomicI32,
+    pub flushes: AtomicI32,
     pub write_lands: AtomicBool,
 }
 
@@ -28,6 +29,9 @@ impl Faults {
     }
     pub(crate) fn write(&self) -> Option<std::io::Error> {
         Self::get(&self.writes)
+    }
+    pub(crate) fn flush(&self) -> Option<std::io::Error> {
+        Self::get(&self.flushes)
     }
 }
 

@@ -278,3 +278,29 @@ async fn direct_io_on_a_file_and_presence() {
             .contains("deleted or replaced")
     );
 }
+
+#[tokio::test]
+async fn write_back_data_whose_flush_failed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wb");
+    let faults = faults::inject(&path);
+    let mut s = spec(BackstoreKind::Fileio, Some(path.clone()), Some(1 << 20));
+    s.write_cache = true;
+    let b = open(&s).unwrap();
+    b.write(0, vec![1; 4096], false).await.unwrap();
+    b.flush().await.unwrap();
+    b.write(8192, vec![2; 4096], false).await.unwrap();
+    b.write(65536, vec![3; 512], false).await.unwrap();
+    // Which writeback failed is unknown: everything written since the last flush is.
+    faults.flushes.store(libc::EIO, Ordering::SeqCst);
+    assert!(b.flush().await.is_err());
+    faults.flushes.store(0, Ordering::SeqCst);
+    assert!(b.read(0, 4096).await.is_ok(), "flushed before: fine");
+    assert!(b.read(8192, 4096).await.is_err());
+    assert!(b.read(65536, 512).await.is_err());
+    // A FUA write is durable on its own: not pending for the next flush.
+    b.write(131072, vec![4; 512], true).await.unwrap();
+    faults.flushes.store(libc::EIO, Ordering::SeqCst);
+    assert!(b.flush().await.is_err());
+    assert!(b.read(131072, 512).await.is_ok());
+}
