@@ -15,7 +15,8 @@
 #   --loop [MODE]   both targets serve the same loop device (over a file on /dev/shm, so the
 #                   block path is measured, not a disk) instead of memory: rustiscsid as a
 #                   kind = "block" backstore with cache = MODE (default direct, O_DIRECT),
-#                   tgt as bstype rdwr (with bsoflags=direct for direct). Needs root
+#                   tgt as bstype rdwr (with bsoflags=direct for direct); both write-back,
+#                   tgt's default (rustiscsid: write_cache = true). Needs root
 #   --out FILE      also write the table there (default target/peers/bench-compare-tgt.txt);
 #                   every run (workload|peer|bytes|seconds|cpu ticks) goes to FILE.runs
 #
@@ -85,7 +86,8 @@ if [[ -n $loop ]]; then
     peers_make_backing "$loop_file" "$size"
     loop_dev=$(losetup -f --show "$loop_file")
     trap 'peers_cleanup; losetup -d "$loop_dev"; rm -f "$loop_file"' EXIT
-    dev=(--device "$loop_dev" --cache "$loop")
+    # tgt's rdwr backstore is write-back (WCE=1, no sync per write): so is ours here.
+    dev=(--device "$loop_dev" --cache "$loop" --write-cache)
     peers_log "both targets serve $loop_dev ($loop)"
 fi
 
@@ -179,7 +181,11 @@ elapsed=$((SECONDS - t_start))
 report() {
     local ours_label=$1
     echo "rustiscsi vs tgt: $(nproc) CPUs, $(uname -r), loopback, 512 MiB LUNs, $repeat run(s) per cell, ${elapsed}s"
-    echo "ours: $ours_label; tgt $(tgtd -V 2>/dev/null | head -n 1): file on /dev/shm (bstype rdwr), ${tgt_mode#--} negotiation"
+    if [[ -n $loop ]]; then
+        echo "ours: $ours_label; tgt $(tgtd -V 2>/dev/null | head -n 1): $loop_dev (bstype rdwr$([[ $loop = direct ]] && echo ", bsoflags=direct")), ${tgt_mode#--} negotiation; both write-back (tgt's default)"
+    else
+        echo "ours: $ours_label; tgt $(tgtd -V 2>/dev/null | head -n 1): file on /dev/shm (bstype rdwr), ${tgt_mode#--} negotiation"
+    fi
     echo "clients: $(dpkg-query -W -f='libiscsi ${Version}' libiscsi-bin 2>/dev/null), $(qemu-img --version | head -n 1)"
     echo
     awk -F'|' -v clk="$clk" '
@@ -229,7 +235,11 @@ report() {
 if ((self)); then
     ours_label="tgt (self-compare: second tgtd, same settings)"
 else
-    ours_label="rustiscsid ramdisk (${RUSTISCSID:-target/release/rustiscsid})"
+    if [[ -n $loop ]]; then
+        ours_label="rustiscsid block $loop_dev, cache = $loop, write_cache = true (${RUSTISCSID:-target/release/rustiscsid})"
+    else
+        ours_label="rustiscsid ramdisk (${RUSTISCSID:-target/release/rustiscsid})"
+    fi
 fi
 mkdir -p "$(dirname "$out")"
 report "$ours_label" | tee "$out"

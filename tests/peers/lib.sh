@@ -173,10 +173,11 @@ peers_make_backing() {
 }
 
 # peers_start KIND NAME [--size SIZE] [--generous|--tgt-defaults] [--thin] [--chap]
-#             [--device DEV [--cache direct|buffered]]
+#             [--device DEV [--cache direct|buffered] [--write-cache]]
 #   KIND: rustiscsi | tgt. Sets PEER_PORT/PID/IQN/LUN/URL[NAME].
 #   --device DEV: serve the block device DEV instead of memory (rustiscsid: kind = "block"
 #     with that cache mode, default direct; tgt: bstype rdwr, bsoflags=direct for direct).
+#   --write-cache (rustiscsi): write_cache = true (tgt's rdwr backstore is write-back).
 #   --generous (tgt): raise MaxRecvDataSegmentLength/FirstBurstLength/MaxBurstLength,
 #     InitialR2T=No, ImmediateData=Yes (rustiscsid offers these by default).
 #   --thin (tgt): thin_provisioning=1 on the LU (UNMAP, GET LBA STATUS).
@@ -186,12 +187,13 @@ peers_start() {
     local kind=$1 name=$2
     shift 2
     local size=512M generous=0 thin=0 chap=0
-    PEERS_DEVICE="" PEERS_CACHE=direct
+    PEERS_DEVICE="" PEERS_CACHE=direct PEERS_WRITE_CACHE=false
     while (($#)); do
         case $1 in
         --size) size=$2; shift ;;
         --device) PEERS_DEVICE=$2; shift ;;
         --cache) PEERS_CACHE=$2; shift ;;
+        --write-cache) PEERS_WRITE_CACHE=true ;;
         --chap) chap=1 ;;
         --generous) generous=1 ;;
         --tgt-defaults) generous=0 ;;
@@ -259,7 +261,8 @@ header_digest = ["None", "CRC32C"]
 
 [backstores.disk]
 $(if [[ -n $PEERS_DEVICE ]]; then
-        printf 'kind = "block"\npath = "%s"\ncache = "%s"\n' "$PEERS_DEVICE" "$PEERS_CACHE"
+        printf 'kind = "block"\npath = "%s"\ncache = "%s"\nwrite_cache = %s\n' \
+            "$PEERS_DEVICE" "$PEERS_CACHE" "$PEERS_WRITE_CACHE"
     else
         printf 'kind = "ramdisk"\nsize = "%s"\n' "$size"
     fi)
