@@ -9,6 +9,8 @@ PKGS=(
   qemu-system-x86 socat cpio
   # userspace peers: libiscsi's compliance suite and tools, QEMU's iscsi:// driver, tgt
   libiscsi-bin qemu-utils qemu-block-extra tgt
+  # power-cut emulation (tests/peers/powercut-fs) and late loop devices
+  fuse3 mount
   # parse the Nix files
   nix-bin
   # man pages: render them (man -l, groff), verify the installed systemd unit

@@ -45,7 +45,8 @@ run "man pages render, cargo xtask install stages a working install" tests/man-p
 run "nix: parse and evaluate" .ci/nix-check.sh
 run "shellcheck" tests/shellcheck.sh
 run "qemu-img iscsi:// round trip" tests/peers/qemu-img-roundtrip.sh
-run "acknowledged writes survive kill -9 of the daemon" tests/peers/crash-durability.sh
+run "acknowledged writes survive kill -9 of the daemon and a power cut" tests/peers/crash-durability.sh
+run "late block device comes online by itself; a second daemon is refused (loop)" tests/peers/late-backstore.sh
 run "libiscsi iscsi-test-cu (expected-pass list)" tests/peers/libiscsi-suite.sh
 run "libiscsi with CHAP and mutual CHAP" tests/peers/libiscsi-chap.sh
 run "open-iscsi in QEMU (vm-tests/debian)" vm-tests/debian/run.sh

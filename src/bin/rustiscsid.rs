@@ -193,7 +193,7 @@ async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
             }
         });
     }
-    spawn_size_watcher(ctx.clone());
+    server::backstores::spawn(ctx.clone());
     if args.config.is_none() {
         print_demo_banner(&v);
     }
@@ -244,20 +244,6 @@ fn reload(args: &Args, ctx: &Arc<ServerCtx>) {
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-}
-
-/// Notices backstores resized outside the daemon (a file extended, an LVM volume
-/// lvextended) and raises CAPACITY DATA HAS CHANGED for their initiators.
-fn spawn_size_watcher(ctx: Arc<ServerCtx>) {
-    tokio::spawn(async move {
-        let mut t = tokio::time::interval(std::time::Duration::from_secs(5));
-        t.tick().await;
-        loop {
-            t.tick().await;
-            let reg = ctx.registry.load_full();
-            let _ = tokio::task::spawn_blocking(move || reg.refresh_sizes()).await;
-        }
-    });
 }
 
 fn spawn_watchdog() {

@@ -6,6 +6,7 @@
 
 mod identity;
 mod policy;
+mod seen;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -16,7 +17,10 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 pub use self::identity::IdentityStore;
-use crate::backstore::{Backstore, BackstoreSpec};
+use self::seen::SeenFiles;
+use crate::backstore::{
+    Backstore, BackstoreError, BackstoreKind, BackstoreSpec, CacheMode, OpenOptions,
+};
 use crate::config::{ChapConfig, Config, ValidatedConfig};
 use crate::iscsi::login::{ChapSecret, Offer};
 use crate::scsi::{LogicalUnit, LunMap, MappedLun};
@@ -186,7 +190,19 @@ impl Registry {
             source,
         };
         let mut ids = IdentityStore::open(&c.daemon.state_dir).map_err(state_err)?;
+        let mut seen = SeenFiles::open(&c.daemon.state_dir).map_err(state_err)?;
+        // Backstores being removed may hand their claim on a file or device to a new one.
+        let retiring: Vec<String> = previous
+            .map(|p| {
+                p.units
+                    .keys()
+                    .filter(|n| !c.backstores.contains_key(*n))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut units = BTreeMap::new();
+        let mut created = Vec::new();
         for (name, b) in &c.backstores {
             let spec = BackstoreSpec {
                 name: name.clone(),
@@ -195,6 +211,7 @@ impl Registry {
                 size: b.size.map(|s| s.0),
                 block_size: b.block_size,
                 write_cache: b.write_cache,
+                cache: b.cache.unwrap_or(CacheMode::default_for(b.kind)),
             };
             if let Some((old, unit)) = previous.and_then(|p| p.units.get(name)) {
                 if *old == spec {
@@ -202,7 +219,8 @@ impl Registry {
                     continue;
                 }
                 // Only the size changed: grow in place (online resize), same unit, and
-                // every initiator gets CAPACITY DATA HAS CHANGED.
+                // every initiator gets CAPACITY DATA HAS CHANGED. An offline unit gets
+                // the new size when it is opened.
                 let resized = BackstoreSpec {
                     size: old.size,
                     ..spec.clone()
@@ -211,24 +229,35 @@ impl Registry {
                     if spec.size < old.size {
                         tracing::warn!(backstore = %name, "backstores are never shrunk online; keeping the current size");
                     }
-                    let store = unit.backstore();
-                    let before = store.size();
-                    let after = store.grow(spec.size.unwrap_or(0)).map_err(|source| {
-                        crate::backstore::BackstoreError::Open {
-                            name: name.clone(),
-                            source,
+                    if let Some(store) = unit.backstore() {
+                        let before = store.size();
+                        let after = store.grow(spec.size.unwrap_or(0)).map_err(|source| {
+                            BackstoreError::Open {
+                                name: name.clone(),
+                                source,
+                            }
+                        })?;
+                        if after != before {
+                            tracing::info!(backstore = %name, before, after, "backstore grown");
+                            unit.capacity_changed();
                         }
-                    })?;
-                    if after != before {
-                        tracing::info!(backstore = %name, before, after, "backstore grown");
-                        unit.capacity_changed();
                     }
                     units.insert(name.clone(), (spec, unit.clone()));
                     continue;
                 }
             }
-            let store = Arc::new(Backstore::open(&spec)?);
-            let unit = Arc::new(LogicalUnit::new(store, ids.get(name)));
+            let opts = open_options(&spec, &seen, &retiring);
+            let unit = match Backstore::open(&spec, &opts) {
+                Ok(store) => {
+                    note_seen(&mut seen, &store);
+                    Arc::new(LogicalUnit::new(Arc::new(store), ids.get(name)))
+                }
+                Err(e) if e.is_transient() => {
+                    Arc::new(LogicalUnit::offline(&spec, ids.get(name), e.to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            created.push(name.clone());
             units.insert(name.clone(), (spec, unit));
         }
         ids.save().map_err(state_err)?;
@@ -288,6 +317,24 @@ impl Registry {
                 },
             );
         }
+        for (name, (_, unit)) in &units {
+            let exports: Vec<String> = targets
+                .values()
+                .flat_map(|t: &Target| {
+                    t.luns
+                        .iter()
+                        .filter(|(_, u)| Arc::ptr_eq(u, unit))
+                        .map(|(n, _)| format!("{} LUN {n}", t.name))
+                })
+                .collect();
+            if exports.is_empty() {
+                tracing::debug!(backstore = %name, "backstore exported by no LUN");
+            }
+            unit.health.set_exports(exports.join(", "));
+            if created.contains(name) {
+                unit.health.announce();
+            }
+        }
         Ok(Registry {
             config: c.clone(),
             units,
@@ -297,11 +344,18 @@ impl Registry {
         })
     }
 
-    /// Re-reads the size of every backstore (files extended, LVM volumes lvextended
-    /// outside the daemon) and announces the units whose capacity changed.
+    /// Re-reads the size of every online backstore (files extended, LVM volumes
+    /// lvextended outside the daemon) and announces the units whose capacity changed; a
+    /// backstore whose file or device vanished (deleted, replaced, removed) goes offline.
     pub fn refresh_sizes(&self) {
         for (name, (_, unit)) in &self.units {
-            let store = unit.backstore();
+            let Some(store) = unit.backstore() else {
+                continue;
+            };
+            if let Err(reason) = store.check_present() {
+                unit.set_offline_if(&store, &reason);
+                continue;
+            }
             let before = store.size();
             match store.refresh_size() {
                 Ok(after) if after != before => {
@@ -312,6 +366,50 @@ impl Registry {
                 Err(e) => {
                     tracing::warn!(backstore = %name, error = %e, "cannot read backstore size")
                 }
+            }
+        }
+    }
+
+    /// Names of the backstores that are offline now.
+    pub fn offline(&self) -> Vec<String> {
+        self.units
+            .iter()
+            .filter(|(_, (_, u))| u.backstore().is_none())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Tries to open the offline backstore `name` again; on success its unit is online
+    /// (NOT READY TO READY CHANGE for every initiator). Returns whether it is online.
+    pub fn reopen(&self, name: &str) -> bool {
+        let Some((spec, unit)) = self.units.get(name) else {
+            return false;
+        };
+        if unit.backstore().is_some() {
+            return true;
+        }
+        let seen = SeenFiles::open(&self.config.daemon.state_dir);
+        let opts = match &seen {
+            Ok(s) => open_options(spec, s, &[]),
+            Err(_) => OpenOptions {
+                may_create: false,
+                share_with: Vec::new(),
+            },
+        };
+        match Backstore::open(spec, &opts) {
+            Ok(store) => {
+                if let Ok(mut s) = seen {
+                    note_seen(&mut s, &store);
+                }
+                unit.set_online(Arc::new(store));
+                true
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if unit.offline_reason().as_deref() != Some(reason.as_str()) {
+                    unit.set_offline(&reason);
+                }
+                false
             }
         }
     }
@@ -341,6 +439,25 @@ impl Registry {
             .filter(|t| policy::admits(t, initiator, peer).is_ok())
             .map(|t| (t.name.as_str(), t.tpg))
             .collect()
+    }
+}
+
+/// How to open `spec`: a fileio file seen before is not created again.
+fn open_options(spec: &BackstoreSpec, seen: &SeenFiles, retiring: &[String]) -> OpenOptions {
+    let seen_before = spec.kind == BackstoreKind::Fileio
+        && spec.path.as_deref().is_some_and(|p| seen.contains(p));
+    OpenOptions {
+        may_create: !seen_before,
+        share_with: retiring.to_vec(),
+    }
+}
+
+fn note_seen(seen: &mut SeenFiles, store: &Backstore) {
+    if store.kind() == BackstoreKind::Fileio
+        && let Some(p) = store.path()
+        && let Err(e) = seen.add(p)
+    {
+        tracing::warn!(backstore = %store.name(), error = %e, "cannot record the file in the state dir");
     }
 }
 

@@ -37,6 +37,8 @@ pub mod tasks;
 mod vpd;
 
 #[cfg(test)]
+mod storage_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cdb::Command;
@@ -208,10 +210,21 @@ pub async fn execute_task(
     {
         return Ok(ScsiResponse::status(status::RESERVATION_CONFLICT));
     }
+    // Commands that touch the medium get NOT READY while the backstore is offline,
+    // before any range check (the capacity is unknown then).
+    let store = if needs_medium(&command) {
+        match unit.ready() {
+            Ok(s) => Some(s),
+            Err(s) => return Ok(ScsiResponse::check(s)),
+        }
+    } else {
+        None
+    };
     let ctx = Ctx {
         nexus,
         m: &mapped,
         ua,
+        store,
         expected_in: cmd.expected_in,
     };
     let data_out_len = data_out_len(&command, unit.block_size());
@@ -316,6 +329,8 @@ pub(crate) struct Ctx<'a> {
     pub m: &'a MappedLun,
     /// Unit attention pending (peeked, for REQUEST SENSE).
     pub ua: Option<Sense>,
+    /// The backstore, loaded once for the command when it needs the medium.
+    pub store: Option<std::sync::Arc<crate::backstore::Backstore>>,
     /// Data-In the initiator expects (reads read no more).
     pub expected_in: u32,
 }
@@ -325,6 +340,10 @@ impl Ctx<'_> {
     pub fn unit(&self) -> &LogicalUnit {
         &self.m.unit
     }
+    /// The backstore this command runs against (NOT READY when the unit is offline).
+    pub fn store(&self) -> Result<&crate::backstore::Backstore, Sense> {
+        self.store.as_deref().ok_or(Sense::NOT_READY)
+    }
     /// Fails with WRITE PROTECTED on read-only mappings.
     pub fn writable(&self) -> Result<(), Sense> {
         if self.m.read_only {
@@ -333,6 +352,27 @@ impl Ctx<'_> {
             Ok(())
         }
     }
+}
+
+/// Whether `c` needs the backstore: everything but the commands a unit answers without its
+/// medium (identity, reservations, mode pages, sense, start/stop).
+fn needs_medium(c: &Command) -> bool {
+    use Command::*;
+    !matches!(
+        c,
+        Inquiry { .. }
+            | ReportLuns { .. }
+            | RequestSense { .. }
+            | ReportOpcodes { .. }
+            | PrIn { .. }
+            | PrOut { .. }
+            | Reserve
+            | Release
+            | ModeSense { .. }
+            | ModeSelect { .. }
+            | StartStopUnit
+            | PreventAllow { .. }
+    )
 }
 
 fn access(c: &Command) -> Access {

@@ -23,7 +23,7 @@ fn page(ctx: &Ctx<'_>, code: u8, pc: u8) -> Option<Vec<u8>> {
             let mut p = vec![0u8; 20];
             p[0] = 0x08;
             p[1] = 0x12;
-            if ctx.unit().backstore().write_cache() {
+            if ctx.unit().write_cache() {
                 p[2] = 0x04; // WCE
             }
             p

@@ -18,6 +18,7 @@ struct Seen {
     unit: Arc<LogicalUnit>,
     reset: AtomicU64,
     capacity: AtomicU64,
+    ready: AtomicU64,
 }
 
 impl Seen {
@@ -26,6 +27,7 @@ impl Seen {
             unit: Arc::clone(unit),
             reset: AtomicU64::new(unit.reset_gen()),
             capacity: AtomicU64::new(unit.capacity_gen()),
+            ready: AtomicU64::new(unit.ready_gen()),
         }
     }
 }
@@ -110,6 +112,7 @@ impl ItNexus {
                         unit: Arc::clone(&m.unit),
                         reset: AtomicU64::new(s.reset.load(Ordering::Acquire)),
                         capacity: AtomicU64::new(s.capacity.load(Ordering::Acquire)),
+                        ready: AtomicU64::new(s.ready.load(Ordering::Acquire)),
                     },
                     None => Seen::current(&m.unit),
                 },
@@ -159,6 +162,9 @@ impl ItNexus {
         let unit = &seen.unit;
         let ua = take(&seen.reset, unit.reset_gen(), consume)
             .then_some(Sense::UA_LUN_RESET)
+            .or_else(|| {
+                take(&seen.ready, unit.ready_gen(), consume).then_some(Sense::UA_NOT_READY_TO_READY)
+            })
             .or_else(|| {
                 take(&seen.capacity, unit.capacity_gen(), consume)
                     .then_some(Sense::UA_CAPACITY_CHANGED)

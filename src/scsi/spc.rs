@@ -64,7 +64,12 @@ pub fn request_sense(ctx: &Ctx<'_>, desc: bool, alloc: u32) -> ScsiResponse {
         Some(_) => ctx.nexus.lookup(ctx.m.lun, true).and_then(|(_, ua)| ua),
         None => None,
     };
-    sense_data(ua.unwrap_or(Sense::NO_SENSE), desc, alloc)
+    // No unit attention: the current condition (NOT READY while offline), else NO SENSE.
+    let current = match ctx.unit().offline_reason() {
+        Some(_) => Sense::NOT_READY,
+        None => Sense::NO_SENSE,
+    };
+    sense_data(ua.unwrap_or(current), desc, alloc)
 }
 
 /// INQUIRY (standard data or a VPD page).

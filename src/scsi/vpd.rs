@@ -21,47 +21,96 @@ fn page_with(code: u8, body: Vec<u8>) -> Vec<u8> {
 pub fn page(ctx: &Ctx<'_>, code: u8) -> Option<Vec<u8>> {
     let unit = ctx.unit();
     let bs = unit.block_size();
+    // Offline: the limits and provisioning of the device are not known; report none.
     let store = unit.backstore();
+    let limits = store.as_ref().map(|s| *s.limits()).unwrap_or_default();
+    let discard = store.as_ref().is_some_and(|s| s.supports_discard());
     let body = match code {
         0x00 => PAGES.to_vec(),
         0x80 => unit.identity().serial.as_bytes().to_vec(),
         0x83 => device_identification(ctx),
-        0xb0 => {
-            let mut b = vec![0u8; 0x3c];
-            b[0] = 0x01; // WSNZ
-            b[1] = MAX_CAW_BLOCKS as u8; // maximum COMPARE AND WRITE length
-            let gran = (4096 / bs).max(1) as u16;
-            b[2..4].copy_from_slice(&gran.to_be_bytes());
-            b[4..8].copy_from_slice(&max_transfer_blocks(bs).to_be_bytes());
-            b[8..12].copy_from_slice(&((1u32 << 20) / bs).to_be_bytes());
-            b[12..16].copy_from_slice(&max_transfer_blocks(bs).to_be_bytes());
-            if store.supports_discard() {
-                b[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
-                b[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
-                b[24..28].copy_from_slice(&u32::from(gran).to_be_bytes());
-            }
-            b[32..40].copy_from_slice(&u64::from(max_write_same_blocks(bs)).to_be_bytes());
-            b
-        }
+        0xb0 => block_limits(bs, &limits, discard),
         0xb1 => {
             let mut b = vec![0u8; 0x3c];
-            b[1] = 0x01; // non-rotating medium
+            // MEDIUM ROTATION RATE: 1 = non-rotating; 0 = not reported (a rotating device
+            // whose speed we do not know, or no device to ask).
+            if limits.rotational == Some(false) {
+                b[1] = 0x01;
+            }
             b
         }
         0xb2 => {
             let mut b = vec![0u8; 4];
-            if store.supports_discard() {
+            if let Some(store) = store.as_ref().filter(|s| s.supports_discard()) {
                 b[1] = 0x80 | 0x40 | 0x20; // LBPU, LBPWS, LBPWS10
                 if store.discard_zeroes() {
                     b[1] |= 0x04; // LBPRZ
                 }
             }
-            b[2] = if store.thin() { 0x02 } else { 0x01 };
+            b[2] = if store.as_ref().is_some_and(|s| s.thin()) {
+                0x02
+            } else {
+                0x01
+            };
             b
         }
         _ => return None,
     };
     Some(page_with(code, body))
+}
+
+/// Bytes to blocks of `bs`, at least 1 when `bytes` is non-zero, saturating at u32::MAX.
+fn blocks(bytes: u64, bs: u32) -> u32 {
+    if bytes == 0 {
+        return 0;
+    }
+    u32::try_from((bytes / u64::from(bs)).max(1)).unwrap_or(u32::MAX)
+}
+
+/// Block Limits (B0), from what the device reports where it does: the largest transfer
+/// is ours capped by the device's `max_hw_sectors_kb`, the optimal one its
+/// `optimal_io_size` (an md stripe) with `minimum_io_size` as granularity, the unmap
+/// granularity and alignment its discard granularity and alignment.
+fn block_limits(bs: u32, l: &crate::backstore::Limits, discard: bool) -> Vec<u8> {
+    let mut b = vec![0u8; 0x3c];
+    b[0] = 0x01; // WSNZ
+    b[1] = MAX_CAW_BLOCKS as u8; // maximum COMPARE AND WRITE length
+    let ours = max_transfer_blocks(bs);
+    let max = match blocks(l.max_transfer, bs) {
+        0 => ours,
+        dev => dev.min(ours),
+    };
+    let opt_gran = match blocks(l.minimum_io, bs) {
+        0 => (4096 / bs).max(1),
+        g => g,
+    };
+    b[2..4].copy_from_slice(&(opt_gran.min(u32::from(u16::MAX)) as u16).to_be_bytes());
+    b[4..8].copy_from_slice(&max.to_be_bytes());
+    let opt = match blocks(l.optimal_io, bs) {
+        0 => ((1u32 << 20) / bs).min(max),
+        o => o.min(max),
+    };
+    b[8..12].copy_from_slice(&opt.to_be_bytes());
+    b[12..16].copy_from_slice(&max.to_be_bytes()); // maximum prefetch length
+    if discard {
+        let max_unmap = match blocks(l.discard_max_bytes, bs) {
+            0 => u32::MAX,
+            n => n,
+        };
+        b[16..20].copy_from_slice(&max_unmap.to_be_bytes());
+        b[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
+        let gran = match blocks(l.discard_granularity, bs) {
+            0 => (4096 / bs).max(1),
+            g => g,
+        };
+        b[24..28].copy_from_slice(&gran.to_be_bytes());
+        let align = blocks(l.discard_alignment, bs);
+        if align != 0 && align < gran {
+            b[28..32].copy_from_slice(&(0x8000_0000 | align).to_be_bytes()); // UGAVALID
+        }
+    }
+    b[32..40].copy_from_slice(&u64::from(max_write_same_blocks(bs)).to_be_bytes());
+    b
 }
 
 fn designator(out: &mut Vec<u8>, b0: u8, b1: u8, value: &[u8]) {
@@ -91,4 +140,39 @@ fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
     }
     designator(&mut d, 0x53, 0x98, &name);
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backstore::Limits;
+
+    fn be32(b: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn block_limits_follow_the_device() {
+        let l = Limits {
+            rotational: Some(true),
+            discard_granularity: 64 << 10,
+            discard_alignment: 8 << 10,
+            discard_max_bytes: 1 << 30,
+            optimal_io: 512 << 10,
+            minimum_io: 64 << 10,
+            max_transfer: 1 << 20,
+            write_zeroes: true,
+        };
+        let b = block_limits(512, &l, true);
+        assert_eq!(u16::from_be_bytes([b[2], b[3]]), 128, "optimal granularity");
+        assert_eq!(be32(&b, 4), 2048, "max transfer: the device's 1 MiB");
+        assert_eq!(be32(&b, 8), 1024, "optimal transfer: the stripe");
+        assert_eq!(be32(&b, 16), 1 << 21, "max unmap LBA count");
+        assert_eq!(be32(&b, 24), 128, "unmap granularity");
+        assert_eq!(be32(&b, 28), 0x8000_0010, "UGAVALID + alignment 16 blocks");
+        let none = block_limits(4096, &Limits::default(), false);
+        assert_eq!(be32(&none, 4), max_transfer_blocks(4096));
+        assert_eq!(be32(&none, 8), 256);
+        assert_eq!(be32(&none, 16), 0, "no unmap");
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod backstores;
 mod connection;
 pub mod control;
 mod directory;
@@ -171,5 +172,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
     }
 }
 
+#[cfg(test)]
+mod storage_tests;
 #[cfg(test)]
 mod tests;
