@@ -571,6 +571,9 @@ impl<'a> Checker<'a> {
         }
         let loopback_only = c.daemon.portals.iter().all(|a| is_loopback(a.ip()));
         // backstore name -> (target, LUN path) of its first use.
+        // Which LUN of a target uses each backstore: one backstore may be exported by
+        // several targets (they then share its logical unit and reservations, as in
+        // LIO), but only once by each.
         let mut owners: HashMap<&str, (&str, KeyPath)> = HashMap::new();
         for (name, t) in &c.targets {
             let tp = p.key(name);
@@ -681,7 +684,10 @@ impl<'a> Checker<'a> {
                         }
                     ),
                 );
-            } else if let Some((owner, at)) = owners.get(l.backstore.as_str()) {
+            } else if let Some((_, at)) = owners
+                .get(l.backstore.as_str())
+                .filter(|(owner, _)| *owner == name)
+            {
                 let line = self.line(at);
                 let place = if line > 0 {
                     format!(" (line {line})")
@@ -691,8 +697,8 @@ impl<'a> Checker<'a> {
                 self.err(
                     &bk,
                     format!(
-                        "backstore {:?} is already used by target {owner} at {at}{place}; \
-                         a backstore belongs to exactly one LUN of one target",
+                        "backstore {:?} is already used by this target at {at}{place}; \
+                         a target exports a backstore through one LUN only",
                         l.backstore
                     ),
                 );

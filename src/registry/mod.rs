@@ -1,13 +1,21 @@
 //! The running model: backstores opened, targets with their LUN maps and ACLs.
 //!
 //! A [`Registry`] is an immutable snapshot built from a [`ValidatedConfig`]; a reload builds
-//! a new one (reusing the open backstores whose spec did not change, so sessions keep their
-//! logical units) and swaps it in whole.
+//! a new one and swaps it in whole. A backstore that stays the same disk (same name, kind,
+//! path and identity) keeps its [`LogicalUnit`] across the reload, so sessions keep their
+//! LUNs and the unit keeps its reservations, registrations and unit attentions; only its
+//! open backstore is replaced when the spec changed otherwise (write cache, block size),
+//! or the file grown when only the size did.
+//!
+//! One backstore may be exported by several targets (never twice by one): the targets then
+//! share its logical unit and reservations, each through its own target port with its own
+//! relative target port identifier.
 
 mod identity;
 mod policy;
+mod pr_store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -15,11 +23,11 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-pub use self::identity::IdentityStore;
-use crate::backstore::{Backstore, BackstoreSpec};
-use crate::config::{ChapConfig, Config, ValidatedConfig};
+pub use self::identity::{IdentityStore, Pins};
+use crate::backstore::{Backstore, BackstoreKind, BackstoreSpec};
+use crate::config::{BackstoreConfig, ChapConfig, Config, ValidatedConfig};
 use crate::iscsi::login::{ChapSecret, Offer};
-use crate::scsi::{LogicalUnit, LunMap, MappedLun};
+use crate::scsi::{LogicalUnit, LunMap, MappedLun, target_port_name};
 
 /// Why a registry could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +81,9 @@ pub struct Target {
     pub name: String,
     /// Target portal group tag.
     pub tpg: u16,
+    /// Relative target port identifier of its (one) target port, unique among the targets
+    /// (its portal group tag when that is free; kept across reloads).
+    pub rtpi: u16,
     /// LUNs by target LUN number.
     pub luns: BTreeMap<u64, Arc<LogicalUnit>>,
     /// Any initiator, all LUNs.
@@ -174,71 +185,158 @@ pub fn offer(c: &Config) -> Offer {
     }
 }
 
+fn spec_of(name: &str, b: &BackstoreConfig) -> BackstoreSpec {
+    BackstoreSpec {
+        name: name.to_string(),
+        kind: b.kind,
+        path: b.path.clone(),
+        size: b.size.map(|s| s.0),
+        block_size: b.block_size,
+        write_cache: b.write_cache,
+    }
+}
+
+fn pins_of(b: &BackstoreConfig) -> Pins<'_> {
+    Pins {
+        serial: b.serial.as_deref(),
+        wwn: b.wwn.as_deref(),
+        vendor: b.vendor.as_deref(),
+        product: b.product.as_deref(),
+    }
+}
+
+/// Whether `new` still describes the disk `old` opened: same kind and path (for a ramdisk,
+/// whose contents are the disk, everything but the size).
+fn same_disk(old: &BackstoreSpec, new: &BackstoreSpec) -> bool {
+    if old.kind != new.kind || old.path != new.path {
+        return false;
+    }
+    old.kind != BackstoreKind::Ramdisk
+        || BackstoreSpec {
+            size: old.size,
+            ..new.clone()
+        } == *old
+}
+
+/// What a reload does to a unit it keeps: nothing, grow the file in place (only the size
+/// changed), or a freshly opened backstore to put under the unit once the whole registry
+/// is built.
+fn reopen(
+    name: &str,
+    old: &BackstoreSpec,
+    spec: &BackstoreSpec,
+    unit: &LogicalUnit,
+) -> Result<Option<Arc<Backstore>>, RegistryError> {
+    if old == spec {
+        return Ok(None);
+    }
+    let resized = BackstoreSpec {
+        size: old.size,
+        ..spec.clone()
+    };
+    if *old != resized {
+        return Ok(Some(Arc::new(Backstore::open(spec)?)));
+    }
+    // Only the size changed: grow in place (online resize), and every initiator gets
+    // CAPACITY DATA HAS CHANGED.
+    if spec.size < old.size {
+        tracing::warn!(backstore = %name, "backstores are never shrunk online; keeping the current size");
+    }
+    let store = unit.backstore();
+    let before = store.size();
+    let after = store.grow(spec.size.unwrap_or(0)).map_err(|source| {
+        crate::backstore::BackstoreError::Open {
+            name: name.to_string(),
+            source,
+        }
+    })?;
+    if after != before {
+        tracing::info!(backstore = %name, before, after, "backstore grown");
+        unit.capacity_changed();
+    }
+    Ok(None)
+}
+
+/// Relative target port identifiers, one per target, unique: what the running registry
+/// gave a target stays; a new target gets its portal group tag if free, else the lowest
+/// free identifier (0 is reserved).
+fn assign_rtpis(c: &Config, previous: Option<&Registry>) -> BTreeMap<String, u16> {
+    let mut taken = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    if let Some(p) = previous {
+        for iqn in c.targets.keys() {
+            if let Some(t) = p.targets.get(iqn) {
+                if taken.insert(t.rtpi) {
+                    out.insert(iqn.clone(), t.rtpi);
+                }
+            }
+        }
+    }
+    for (iqn, t) in &c.targets {
+        if out.contains_key(iqn) {
+            continue;
+        }
+        let id = if t.tpg != 0 && !taken.contains(&t.tpg) {
+            t.tpg
+        } else {
+            (1..=u16::MAX).find(|i| !taken.contains(i)).unwrap_or(0)
+        };
+        taken.insert(id);
+        out.insert(iqn.clone(), id);
+    }
+    out
+}
+
 impl Registry {
-    /// Builds a snapshot, reusing unchanged backstores of `previous`.
+    /// Builds a snapshot, keeping the logical units of `previous` that are the same disk.
+    /// Nothing shared with `previous` changes unless the whole build succeeds (except a
+    /// file grown for a new size).
     pub fn build(
         v: &ValidatedConfig,
         previous: Option<&Registry>,
     ) -> Result<Registry, RegistryError> {
         let c = &v.config;
+        let state_dir = &c.daemon.state_dir;
         let state_err = |source| RegistryError::State {
-            path: c.daemon.state_dir.display().to_string(),
+            path: state_dir.display().to_string(),
             source,
         };
-        let mut ids = IdentityStore::open(&c.daemon.state_dir).map_err(state_err)?;
+        let mut ids = IdentityStore::open(state_dir).map_err(state_err)?;
         let mut units = BTreeMap::new();
+        let mut swaps = Vec::new();
         for (name, b) in &c.backstores {
-            let spec = BackstoreSpec {
-                name: name.clone(),
-                kind: b.kind,
-                path: b.path.clone(),
-                size: b.size.map(|s| s.0),
-                block_size: b.block_size,
-                write_cache: b.write_cache,
-            };
+            let spec = spec_of(name, b);
+            let identity = ids
+                .get(name, &pins_of(b))
+                .map_err(|e| state_err(std::io::Error::other(e)))?;
             if let Some((old, unit)) = previous.and_then(|p| p.units.get(name)) {
-                if *old == spec {
-                    units.insert(name.clone(), (spec, unit.clone()));
-                    continue;
-                }
-                // Only the size changed: grow in place (online resize), same unit, and
-                // every initiator gets CAPACITY DATA HAS CHANGED.
-                let resized = BackstoreSpec {
-                    size: old.size,
-                    ..spec.clone()
-                };
-                if *old == resized {
-                    if spec.size < old.size {
-                        tracing::warn!(backstore = %name, "backstores are never shrunk online; keeping the current size");
-                    }
-                    let store = unit.backstore();
-                    let before = store.size();
-                    let after = store.grow(spec.size.unwrap_or(0)).map_err(|source| {
-                        crate::backstore::BackstoreError::Open {
-                            name: name.clone(),
-                            source,
-                        }
-                    })?;
-                    if after != before {
-                        tracing::info!(backstore = %name, before, after, "backstore grown");
-                        unit.capacity_changed();
+                if same_disk(old, &spec) && *unit.identity() == identity {
+                    if let Some(store) = reopen(name, old, &spec, unit)? {
+                        swaps.push((name, unit.clone(), store));
                     }
                     units.insert(name.clone(), (spec, unit.clone()));
                     continue;
                 }
             }
             let store = Arc::new(Backstore::open(&spec)?);
-            let unit = Arc::new(LogicalUnit::new(store, ids.get(name)));
+            let unit = Arc::new(LogicalUnit::new(store, identity));
+            pr_store::attach(&unit, state_dir, name, &spec)?;
             units.insert(name.clone(), (spec, unit));
         }
-        ids.save().map_err(state_err)?;
 
+        let rtpis = assign_rtpis(c, previous);
+        let mut ports: HashMap<&str, Vec<(String, u16)>> = HashMap::new();
         let mut targets = BTreeMap::new();
         for (iqn, t) in &c.targets {
+            let rtpi = rtpis.get(iqn).copied().unwrap_or(t.tpg);
             let mut luns = BTreeMap::new();
             for (i, l) in t.luns.iter().enumerate() {
                 let n = l.lun.unwrap_or(i as u64);
                 luns.insert(n, units[&l.backstore].1.clone());
+                ports
+                    .entry(l.backstore.as_str())
+                    .or_default()
+                    .push((target_port_name(iqn, t.tpg), rtpi));
             }
             let mut acls = HashMap::new();
             for (init, a) in &t.acls {
@@ -280,6 +378,7 @@ impl Registry {
                 Target {
                     name: iqn.clone(),
                     tpg: t.tpg,
+                    rtpi,
                     luns,
                     demo_mode: t.demo_mode,
                     auth: auth(&t.auth.chap, &t.auth.mutual_chap)?,
@@ -288,11 +387,28 @@ impl Registry {
                 },
             );
         }
+        let discovery = auth(&c.discovery.chap, &c.discovery.mutual_chap)?;
+        ids.save().map_err(state_err)?;
+
+        // Everything that can fail has: now the units shared with the running registry
+        // change.
+        for (name, unit, store) in swaps {
+            let before = (unit.block_size(), unit.num_blocks());
+            unit.replace_backstore(store);
+            tracing::info!(backstore = %name, "backstore reopened; the logical unit, its reservations and unit attentions are kept");
+            if (unit.block_size(), unit.num_blocks()) != before {
+                unit.capacity_changed();
+            }
+        }
+        for (name, (_, unit)) in &units {
+            unit.reservations
+                .set_target_ports(ports.remove(name.as_str()).unwrap_or_default());
+        }
         Ok(Registry {
             config: c.clone(),
             units,
             targets,
-            discovery: auth(&c.discovery.chap, &c.discovery.mutual_chap)?,
+            discovery,
             offer: offer(c),
         })
     }
@@ -351,3 +467,6 @@ pub fn ensure_parent(p: &Path) -> std::io::Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests;

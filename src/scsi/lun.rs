@@ -3,25 +3,23 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
+
+use super::identity::LunIdentity;
 use super::pr::Reservations;
 use crate::backstore::Backstore;
-
-/// Stable identity of a logical unit, persisted in the state dir by the registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LunIdentity {
-    /// Unit serial number (VPD 0x80), ASCII, at most 32 characters.
-    pub serial: String,
-    /// NAA locally-assigned identifier (VPD 0x83, NAA type 3): the top nibble is 3.
-    pub naa: u64,
-}
 
 /// A logical unit: a backstore plus its identity and attributes.
 ///
 /// Unit attentions are generation counters: a LUN reset or a capacity change bumps one,
 /// and every nexus that has not seen the new value reports the matching UA once.
+///
+/// What lasts (identity, reservations, unit-attention generations) belongs to the unit;
+/// the open backstore can be replaced under it ([`LogicalUnit::replace_backstore`]), so a
+/// reload that reopens the same disk keeps the unit and what initiators know of it.
 #[derive(Debug)]
 pub struct LogicalUnit {
-    backstore: Arc<Backstore>,
+    backstore: ArcSwap<Backstore>,
     identity: LunIdentity,
     reset_gen: AtomicU64,
     capacity_gen: AtomicU64,
@@ -37,7 +35,7 @@ impl LogicalUnit {
     /// A logical unit over `backstore` with the given stable identity.
     pub fn new(backstore: Arc<Backstore>, identity: LunIdentity) -> Self {
         LogicalUnit {
-            backstore,
+            backstore: ArcSwap::new(backstore),
             identity,
             reset_gen: AtomicU64::new(0),
             capacity_gen: AtomicU64::new(0),
@@ -48,8 +46,14 @@ impl LogicalUnit {
     }
 
     /// The storage behind this unit.
-    pub fn backstore(&self) -> &Arc<Backstore> {
-        &self.backstore
+    pub fn backstore(&self) -> Arc<Backstore> {
+        self.backstore.load_full()
+    }
+
+    /// Puts `store` (the same disk reopened, e.g. with another cache mode) under this unit;
+    /// commands already running finish on the previous one.
+    pub(crate) fn replace_backstore(&self, store: Arc<Backstore>) {
+        self.backstore.store(store);
     }
 
     /// Serial number and NAA identifier.
@@ -59,12 +63,12 @@ impl LogicalUnit {
 
     /// Logical block size in bytes.
     pub fn block_size(&self) -> u32 {
-        self.backstore.block_size()
+        self.backstore.load().block_size()
     }
 
     /// Capacity in logical blocks.
     pub fn num_blocks(&self) -> u64 {
-        self.backstore.num_blocks()
+        self.backstore.load().num_blocks()
     }
 
     /// Announces a capacity change (call after [`Backstore::refresh_size`]): every nexus
