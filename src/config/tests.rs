@@ -981,6 +981,29 @@ fn session_limits_have_bounds() {
 }
 
 #[test]
+fn pinned_identities_are_unique() {
+    let b = |name: &str, path: &str, extra: &str| {
+        format!("[backstores.{name}]\nkind = \"block\"\npath = \"{path}\"\n{extra}\n")
+    };
+    let w = "wwn = \"naa.6001405a1b2c3d4e5f647189293a4b5c\"";
+    let text = b("a", "/dev/sdb", w)
+        + &b(
+            "b",
+            "/dev/sdc",
+            &w.to_uppercase().replace("WWN = \"NAA", "wwn = \"naa"),
+        );
+    assert_err(
+        &text,
+        8,
+        "backstores.b.wwn",
+        "also pinned by backstore \"a\"",
+    );
+    let text = b("a", "/dev/sdb", "serial = \"S1\"") + &b("b", "/dev/sdc", "serial = \"S1\"");
+    assert_err(&text, 8, "backstores.b.serial", "same identity");
+    assert_ok(&(b("a", "/dev/sdb", "serial = \"S1\"") + &b("b", "/dev/sdc", "serial = \"S2\"")));
+}
+
+#[test]
 fn pinned_identity_is_checked_for_form() {
     let b =
         |extra: &str| format!("[backstores.b]\nkind = \"block\"\npath = \"/dev/sdb\"\n{extra}\n");

@@ -432,6 +432,9 @@ impl<'a> Checker<'a> {
 
     fn backstores(&mut self, c: &Config, p: &KeyPath) {
         let mut paths: BTreeMap<&Path, &str> = BTreeMap::new();
+        // Two disks must never present one identity: multipath would merge them, and
+        // their persisted reservations (keyed by the NAA designator) would mix.
+        let mut pinned: BTreeMap<(&str, String), &str> = BTreeMap::new();
         let used: BTreeSet<&str> = c
             .targets
             .values()
@@ -457,6 +460,21 @@ impl<'a> Checker<'a> {
                     );
                 } else {
                     paths.insert(path, name);
+                }
+            }
+            for (key, value) in [("serial", &b.serial), ("wwn", &b.wwn)] {
+                let Some(v) = value else { continue };
+                match pinned.get(&(key, v.to_ascii_lowercase())) {
+                    Some(other) => self.err(
+                        &bp.key(key),
+                        format!(
+                            "{key} {v:?} is also pinned by backstore {other:?}; two disks \
+                             must not present the same identity"
+                        ),
+                    ),
+                    None => {
+                        pinned.insert((key, v.to_ascii_lowercase()), name);
+                    }
                 }
             }
             if !used.contains(name.as_str()) {

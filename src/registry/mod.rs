@@ -304,11 +304,20 @@ impl Registry {
         let mut ids = IdentityStore::open(state_dir).map_err(state_err)?;
         let mut units = BTreeMap::new();
         let mut swaps = Vec::new();
+        let mut seen: HashMap<crate::scsi::Naa, &str> = HashMap::new();
         for (name, b) in &c.backstores {
             let spec = spec_of(name, b);
             let identity = ids
                 .get(name, &pins_of(b))
                 .map_err(|e| state_err(std::io::Error::other(e)))?;
+            // A pin may equal another backstore's stored identity: never serve two disks
+            // as one (multipath would merge them; their APTPL files would mix).
+            if let Some(other) = seen.insert(identity.naa, name) {
+                return Err(state_err(std::io::Error::other(format!(
+                    "backstores {other} and {name} would both present {}; pin another wwn",
+                    identity.naa
+                ))));
+            }
             if let Some((old, unit)) = previous.and_then(|p| p.units.get(name)) {
                 if same_disk(old, &spec) && *unit.identity() == identity {
                     if let Some(store) = reopen(name, old, &spec, unit)? {

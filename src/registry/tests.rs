@@ -184,3 +184,18 @@ async fn aptpl_reservations_survive_a_restart() {
             .permits(B, &port(T1), Access::Write)
     );
 }
+
+#[test]
+fn two_disks_never_share_an_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = Registry::build(&config(dir.path(), "", &[T1]), None).unwrap();
+    let naa = one.units["disk0"].1.identity().naa.to_string();
+    // A second backstore pinned to disk0's stored (generated) designator.
+    let mut v = config(dir.path(), "", &[T1]);
+    let mut b = v.config.backstores["disk0"].clone();
+    b.path = Some(dir.path().join("disk1.img"));
+    b.wwn = Some(naa.clone());
+    v.config.backstores.insert("disk1".into(), b);
+    let e = Registry::build(&v, Some(&one)).unwrap_err();
+    assert!(e.to_string().contains(&naa), "{e}");
+}
