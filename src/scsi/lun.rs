@@ -15,7 +15,7 @@ use crate::backstore::Backstore;
 /// and every nexus that has not seen the new value reports the matching UA once.
 ///
 /// What lasts (identity, reservations, unit-attention generations) belongs to the unit;
-/// the open backstore can be replaced under it ([`LogicalUnit::replace_backstore`]), so a
+/// the open backstore can be replaced under it (`replace_backstore`), so a
 /// reload that reopens the same disk keeps the unit and what initiators know of it.
 #[derive(Debug)]
 pub struct LogicalUnit {
