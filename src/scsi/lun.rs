@@ -6,19 +6,11 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use super::identity::LunIdentity;
 use super::pr::Reservations;
 use super::sense::Sense;
 use crate::backstore::health::{Health, State};
 use crate::backstore::{Backstore, BackstoreSpec};
-
-/// Stable identity of a logical unit, persisted in the state dir by the registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LunIdentity {
-    /// Unit serial number (VPD 0x80), ASCII, at most 32 characters.
-    pub serial: String,
-    /// NAA locally-assigned identifier (VPD 0x83, NAA type 3): the top nibble is 3.
-    pub naa: u64,
-}
 
 /// The storage slot of a logical unit: the open backstore, or why there is none.
 #[derive(Debug)]

@@ -23,6 +23,7 @@
 use bytes::Bytes;
 
 pub mod cdb;
+mod identity;
 mod lun;
 pub mod metrics;
 mod mode;
@@ -42,8 +43,10 @@ mod storage_tests;
 mod tests;
 
 pub use cdb::Command;
-pub use lun::{LogicalUnit, LunIdentity, LunMap, MappedLun};
+pub use identity::{DEFAULT_PRODUCT, DEFAULT_VENDOR, LunIdentity, Naa};
+pub use lun::{LogicalUnit, LunMap, MappedLun};
 pub use nexus::ItNexus;
+pub use spc::target_port_name;
 
 use pr::Access;
 use sense::Sense;
@@ -431,7 +434,7 @@ async fn dispatch(ctx: &Ctx<'_>, c: Command, data_out: Vec<u8>) -> CmdResult {
             alloc,
         } => mode::sense(ctx, ten, dbd, llbaa, pc, page, subpage, alloc),
         ModeSelect { ten, sp, len } => mode::select(ctx, ten, sp, len, &data_out),
-        Reserve | Release | PrIn { .. } | PrOut { .. } => spc::reservation(ctx, c, &data_out),
+        Reserve | Release | PrIn { .. } | PrOut { .. } => spc::reservation(ctx, c, &data_out).await,
         ReadCapacity10 => Ok(sbc::read_capacity_10(ctx)),
         ReadCapacity16 { alloc } => Ok(sbc::read_capacity_16(ctx, alloc)),
         Read { lba, blocks } => sbc::read(ctx, lba, blocks).await,

@@ -14,10 +14,7 @@ use crate::backstore::{
 };
 
 fn id() -> LunIdentity {
-    LunIdentity {
-        serial: "S1".into(),
-        naa: 0x3000_0000_0000_0042,
-    }
+    LunIdentity::new("S1", 0x3000_0000_0000_0042_u64)
 }
 
 fn file_spec(path: &std::path::Path) -> BackstoreSpec {

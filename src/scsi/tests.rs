@@ -32,10 +32,7 @@ fn ramdisk(blocks: u64) -> Arc<Backstore> {
 fn unit() -> Arc<LogicalUnit> {
     Arc::new(LogicalUnit::new(
         ramdisk(BLOCKS),
-        LunIdentity {
-            serial: "SER123".into(),
-            naa: 0x3000_1234_5678_9abc,
-        },
+        LunIdentity::new("SER123", 0x3000_1234_5678_9abcu64),
     ))
 }
 
@@ -769,10 +766,7 @@ async fn fileio_lun_through_execute() {
     );
     let u = Arc::new(LogicalUnit::new(
         store,
-        LunIdentity {
-            serial: "F1".into(),
-            naa: 0x3000_0000_0000_0001,
-        },
+        LunIdentity::new("F1", 0x3000_0000_0000_0001u64),
     ));
     assert_eq!((u.block_size(), u.num_blocks()), (4096, 1024));
     let n = nexus_for(&u, "iqn.f,i,0x1");

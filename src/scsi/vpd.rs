@@ -4,7 +4,7 @@ use super::Ctx;
 use super::sbc::{
     MAX_CAW_BLOCKS, MAX_UNMAP_DESCRIPTORS, max_transfer_blocks, max_write_same_blocks,
 };
-use super::spc::{VENDOR, target_port_id};
+use super::spc::target_device_name;
 
 /// The supported VPD pages, in ascending order.
 pub const PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2];
@@ -118,27 +118,37 @@ fn designator(out: &mut Vec<u8>, b0: u8, b1: u8, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
-    let id = ctx.unit().identity();
-    let mut d = Vec::with_capacity(128);
-    // NAA, binary, associated with the logical unit.
-    designator(&mut d, 0x01, 0x03, &id.naa.to_be_bytes());
-    // T10 vendor ID: vendor + serial, ASCII.
-    let mut t10 = VENDOR.to_vec();
-    t10.extend_from_slice(id.serial.as_bytes());
-    t10.truncate(252);
-    designator(&mut d, 0x02, 0x01, &t10);
-    // Relative target port (iSCSI, PIV, target port association).
-    let rel = u32::from(target_port_id(ctx.nexus.target_port()));
-    designator(&mut d, 0x51, 0x94, &rel.to_be_bytes());
-    // SCSI name string of the target port, UTF-8, NUL-terminated, padded to 4.
-    let mut name = ctx.nexus.target_port().as_bytes().to_vec();
-    name.truncate(250);
-    name.push(0);
-    while name.len() % 4 != 0 {
-        name.push(0);
+/// SCSI name string designator (UTF-8, NUL-terminated, padded to a multiple of 4).
+fn name_string(out: &mut Vec<u8>, b1: u8, name: &str) {
+    let mut v = name.as_bytes().to_vec();
+    v.truncate(251);
+    v.push(0);
+    while v.len() % 4 != 0 {
+        v.push(0);
     }
-    designator(&mut d, 0x53, 0x98, &name);
+    designator(out, 0x53, b1, &v);
+}
+
+/// Device Identification (SPC-4 7.8.6), the designators LIO presents where they apply to
+/// us: the unit's NAA (8 or 16 bytes) and T10 vendor ID, then for the port the command came
+/// through its relative target port identifier and SCSI name string, and the target
+/// device's SCSI name string. (LIO's target port group and LU group designators belong to
+/// ALUA, which this target does not offer.)
+fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
+    let unit = ctx.unit();
+    let id = unit.identity();
+    let port = ctx.nexus.target_port();
+    let mut d = Vec::with_capacity(160);
+    // NAA, binary, associated with the logical unit.
+    designator(&mut d, 0x01, 0x03, id.naa.as_bytes());
+    // T10 vendor ID, ASCII, logical unit.
+    designator(&mut d, 0x02, 0x01, &id.t10_vendor_id());
+    // Relative target port: iSCSI, binary, PIV, target port association.
+    let rel = u32::from(unit.reservations.relative_port_id(port));
+    designator(&mut d, 0x51, 0x94, &rel.to_be_bytes());
+    // SCSI name strings: iSCSI, UTF-8, PIV; the target port, then the target device.
+    name_string(&mut d, 0x98, port);
+    name_string(&mut d, 0xa8, target_device_name(port));
     d
 }
 
@@ -146,6 +156,10 @@ fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::backstore::Limits;
+    use crate::backstore::{Backstore, BackstoreKind, BackstoreSpec};
+    use crate::scsi::{ItNexus, LogicalUnit, LunIdentity, MappedLun, Naa, ScsiCommand, execute};
+    use bytes::Bytes;
+    use std::sync::Arc;
 
     fn be32(b: &[u8], at: usize) -> u32 {
         u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
@@ -174,5 +188,92 @@ mod tests {
         assert_eq!(be32(&none, 4), max_transfer_blocks(4096));
         assert_eq!(be32(&none, 8), 256);
         assert_eq!(be32(&none, 16), 0, "no unmap");
+    }
+
+    const PORT: &str = "iqn.2026-11.org.example:tgt,t,0x0001";
+
+    async fn inquiry(n: &ItNexus, cdb: [u8; 6]) -> Bytes {
+        let r = execute(
+            n,
+            ScsiCommand {
+                lun: 0,
+                cdb: Bytes::copy_from_slice(&cdb),
+                data_out: vec![],
+                expected_in: 4096,
+            },
+        )
+        .await;
+        assert_eq!(r.status, 0, "{:?}", r.sense);
+        r.data_in
+    }
+
+    /// (designator byte 0, byte 1, identifier) of a Device Identification page.
+    fn designators(d: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
+        let mut v = Vec::new();
+        let mut p = &d[4..];
+        while p.len() >= 4 {
+            let len = usize::from(p[3]);
+            v.push((p[0], p[1], p[4..4 + len].to_vec()));
+            p = &p[4 + len..];
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn pinned_identity_in_inquiry_and_vpd() {
+        let store = Backstore::open(
+            &BackstoreSpec {
+                name: "r".into(),
+                kind: BackstoreKind::Ramdisk,
+                path: None,
+                size: Some(1 << 20),
+                block_size: 512,
+                write_cache: false,
+                cache: crate::backstore::CacheMode::Buffered,
+            },
+            &Default::default(),
+        )
+        .unwrap();
+        let mut id = LunIdentity::new(
+            "a1b2c3d4-e5f6-4718-9293-a4b5c6d7e8f9",
+            Naa::parse("naa.6001405a1b2c3d4e5f647189293a4b5c").unwrap(),
+        );
+        id.vendor = Some("LIO-ORG".into());
+        id.product = Some("IBLOCK".into());
+        let unit = Arc::new(LogicalUnit::new(Arc::new(store), id));
+        unit.reservations.set_target_ports(vec![(PORT.into(), 2)]);
+        let n = ItNexus::new(
+            "iqn.x:i,i,0x000000000001".into(),
+            PORT.into(),
+            vec![MappedLun {
+                lun: 0,
+                unit,
+                read_only: false,
+            }],
+        );
+        let std = inquiry(&n, [0x12, 0, 0, 0, 0xff, 0]).await;
+        assert_eq!(&std[8..16], b"LIO-ORG ");
+        assert_eq!(&std[16..32], b"IBLOCK          ");
+        let serial = inquiry(&n, [0x12, 1, 0x80, 0, 0xff, 0]).await;
+        assert_eq!(&serial[4..], b"a1b2c3d4-e5f6-4718-9293-a4b5c6d7e8f9");
+        let d = inquiry(&n, [0x12, 1, 0x83, 0, 0xff, 0]).await;
+        assert_eq!(usize::from(u16::from_be_bytes([d[2], d[3]])) + 4, d.len());
+        let ds = designators(&d);
+        assert_eq!(ds.len(), 5);
+        assert_eq!((ds[0].0, ds[0].1), (0x01, 0x03));
+        assert_eq!(hex::encode(&ds[0].2), "6001405a1b2c3d4e5f647189293a4b5c");
+        assert_eq!((ds[1].0, ds[1].1), (0x02, 0x01));
+        assert_eq!(
+            ds[1].2,
+            b"LIO-ORG IBLOCK:a1b2c3d4-e5f6-4718-9293-a4b5c6d7e8f9\0"
+        );
+        assert_eq!(
+            (ds[2].0, ds[2].1, &ds[2].2[..]),
+            (0x51, 0x94, &[0, 0, 0, 2][..])
+        );
+        assert_eq!((ds[3].0, ds[3].1), (0x53, 0x98));
+        assert!(ds[3].2.starts_with(PORT.as_bytes()) && ds[3].2.len() % 4 == 0);
+        assert_eq!((ds[4].0, ds[4].1), (0x53, 0xa8));
+        assert_eq!(&ds[4].2[..28], b"iqn.2026-11.org.example:tgt\0");
     }
 }

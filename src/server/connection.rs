@@ -147,7 +147,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCt
         match registry.lun_map(&target, &neg.identity.initiator) {
             Some(map) => Some(Arc::new(ItNexus::new(
                 format!("{},i,0x{}", neg.identity.initiator, hex::encode(neg.isid)),
-                format!("{},t,0x{:04x}", target, neg.tpgt),
+                crate::scsi::target_port_name(&target, neg.tpgt),
                 map,
             ))),
             None => {
