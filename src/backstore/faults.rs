@@ -15,6 +15,8 @@ pub(crate) struct Faults {
     pub writes: AtomicI32,
     pub flushes: AtomicI32,
     pub write_lands: AtomicBool,
+    /// Writes take this long (milliseconds) on the blocking pool before they land.
+    pub write_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Faults {
@@ -32,6 +34,9 @@ impl Faults {
     }
     pub(crate) fn flush(&self) -> Option<std::io::Error> {
         Self::get(&self.flushes)
+    }
+    pub(crate) fn write_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.write_delay_ms.load(Ordering::SeqCst))
     }
 }
 

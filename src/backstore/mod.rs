@@ -475,8 +475,16 @@ impl Backstore {
             self.written(offset, len, false, false);
             return Err(BackstoreError::Write(e));
         }
+        #[cfg(test)]
+        let delay = self
+            .faults
+            .as_ref()
+            .map(|f| f.write_delay())
+            .unwrap_or_default();
         let r = self
             .run(move |f| {
+                #[cfg(test)]
+                std::thread::sleep(delay);
                 if direct && !buf::is_aligned(&data) {
                     write_all(f, IoBuf::copy_from(&data).as_ref(), offset, dsync)
                 } else {

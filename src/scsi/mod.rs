@@ -38,6 +38,8 @@ pub mod tasks;
 mod vpd;
 
 #[cfg(test)]
+mod abort_tests;
+#[cfg(test)]
 mod storage_tests;
 #[cfg(test)]
 mod tests;

@@ -194,17 +194,24 @@ pub async fn reservation(ctx: &Ctx<'_>, c: Command, data_out: &[u8]) -> CmdResul
             };
             let outcome = r.pr_out(i, t, sa, scope, kind, params).await;
             if !outcome.preempted.is_empty() {
-                // lead: abort the preempted nexuses' tasks here
-                //
-                // PREEMPT AND ABORT (SPC-4 5.14.11.5): every task of the I_T nexuses in
-                // `outcome.preempted` (match sessions with `Preempted::matches`), except
-                // this PERSISTENT RESERVE OUT itself, is aborted as SAM-5 defines, and GOOD
-                // goes out only once none of their admitted writes can still land. The new
-                // reservation is already in effect here, so they cannot start new ones.
+                // PREEMPT AND ABORT (SPC-4 5.14.11.5): every task of the preempted I_T
+                // nexuses that arrived before now is aborted through the unit's task set,
+                // and GOOD goes out only once their I/O is over, so none of their writes
+                // lands after it (this PERSISTENT RESERVE OUT touches no medium: it is not
+                // in the set). The new reservation is already in effect, so what they send
+                // from now on gets RESERVATION CONFLICT.
+                let n = ctx
+                    .unit()
+                    .abort_tasks(
+                        super::tasks::AbortScope::Preempted(outcome.preempted.clone()),
+                        std::time::Instant::now(),
+                    )
+                    .await;
                 tracing::info!(
                     initiator = i,
                     preempted = ?outcome.preempted,
-                    "PREEMPT AND ABORT: preempted I_T nexuses"
+                    aborted = n,
+                    "PREEMPT AND ABORT: the preempted nexuses' tasks are aborted"
                 );
             }
             (outcome.result, 0)

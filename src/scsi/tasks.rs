@@ -50,8 +50,8 @@ pub enum AbortScope {
     Nexus(u64),
     /// Every task of every nexus (CLEAR TASK SET, LOGICAL UNIT RESET, target resets).
     All,
-    /// Every task of these I_T nexuses, by port names (PREEMPT AND ABORT).
-    Ports(Vec<(String, String)>),
+    /// Every task of the I_T nexuses a PREEMPT AND ABORT preempted.
+    Preempted(Vec<super::pr::Preempted>),
 }
 
 impl AbortScope {
@@ -60,9 +60,9 @@ impl AbortScope {
             AbortScope::Task { nexus, task: t } => key.id == *nexus && task == *t,
             AbortScope::Nexus(n) => key.id == *n,
             AbortScope::All => true,
-            AbortScope::Ports(ports) => ports
+            AbortScope::Preempted(p) => p
                 .iter()
-                .any(|(i, t)| *i == key.initiator_port && *t == key.target_port),
+                .any(|p| p.matches(&key.initiator_port, &key.target_port)),
         }
     }
 }
@@ -362,7 +362,10 @@ mod tests {
         // PREEMPT AND ABORT names ports.
         let t = Instant::now();
         set.abort(
-            AbortScope::Ports(vec![(b.initiator_port.clone(), b.target_port.clone())]),
+            AbortScope::Preempted(vec![super::super::pr::Preempted {
+                initiator_port: b.initiator_port.clone(),
+                target_port: b.target_port.clone(),
+            }]),
             t,
         )
         .await;
