@@ -176,3 +176,5 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
 mod storage_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tmf_tests;

@@ -82,7 +82,7 @@ pub(super) struct Ini {
     s: TcpStream,
     hd: bool,
     dd: bool,
-    cmdsn: u32,
+    pub(super) cmdsn: u32,
     itt: u32,
     statsn: u32,
 }
@@ -96,7 +96,7 @@ fn text(pairs: &[(&str, &str)]) -> Vec<u8> {
 }
 
 impl Ini {
-    async fn send(&mut self, bhs: &Bhs, data: &[u8]) {
+    pub(super) async fn send(&mut self, bhs: &Bhs, data: &[u8]) {
         let mut b = *bhs;
         b.set_data_segment_len(data.len());
         let mut out = b.0.to_vec();
@@ -111,7 +111,7 @@ impl Ini {
         self.s.write_all(&out).await.unwrap();
     }
 
-    async fn recv(&mut self) -> Option<(Bhs, Vec<u8>)> {
+    pub(super) async fn recv(&mut self) -> Option<(Bhs, Vec<u8>)> {
         let mut b = Bhs::default();
         tokio::time::timeout(Duration::from_secs(5), self.s.read_exact(&mut b.0))
             .await
