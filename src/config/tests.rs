@@ -636,23 +636,60 @@ fn backstore_used_twice_in_one_target() {
     let e = parse(&text, "test.toml").unwrap_err();
     assert_eq!(e.line, 11, "{e}");
     assert_eq!(e.key, format!("targets.\"{T}\".luns[1].backstore"));
-    assert!(e.message.contains("already used by target"), "{e}");
+    assert!(e.message.contains("already a LUN of target"), "{e}");
     assert!(e.message.contains("(line 10)"), "{e}");
-    assert!(e.message.contains("exactly one LUN of one target"), "{e}");
+    assert!(e.message.contains("exports a backstore once"), "{e}");
 }
 
 #[test]
-fn backstore_used_by_two_targets() {
+fn backstore_exported_by_two_targets() {
+    // One logical unit behind two targets (LIO allows it; multipath sees one disk).
     let text = format!(
         "{RAM}[targets.\"{T}\"]\ndemo_mode = true\nluns = [{{ backstore = \"a\" }}]\n\
          [targets.\"iqn.2026-11.org.example:u\"]\ndemo_mode = true\nluns = [{{ backstore = \"a\" }}]\n"
     );
-    assert_err(
-        &text,
-        12,
-        "targets.\"iqn.2026-11.org.example:u\".luns[0].backstore",
-        &format!("already used by target {T}"),
+    assert_ok(&text);
+}
+
+#[test]
+fn every_mistake_is_reported_in_file_order() {
+    // A wrong name late in the file used to hide a semantic error before it.
+    let text = format!(
+        "[backstores.a]\nkind = \"ramdisk\"\nsize = \"1M\"\n\
+         [targets.\"{T}\"]\nluns = [{{ backstore = \"missing\" }}]\ndemo_mode = true\n\
+         [backstores.b]\nkind = \"ramdisk\"\nsise = \"1M\"\nblock_size = \"big\"\n"
     );
+    let errs = parse_all(&text, "test.toml").unwrap_err();
+    let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (5, format!("targets.\"{T}\".luns[0].backstore").as_str()),
+            (9, "backstores.b.sise"),
+            (10, "backstores.b.block_size"),
+        ],
+        "{errs:#?}"
+    );
+    // The first one is also what `parse` returns.
+    assert_eq!(parse(&text, "test.toml").unwrap_err().line, 5);
+}
+
+#[test]
+fn in_memory_errors_have_no_fake_location() {
+    let mut c = Config::default();
+    c.daemon.portals.clear();
+    let e = validate(c, "<edited configuration>").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "daemon.portals: at least one portal is needed"
+    );
+    let e = ConfigError {
+        file: "/etc/x.toml".into(),
+        line: 0,
+        key: "<document>".into(),
+        message: "cannot read".into(),
+    };
+    assert_eq!(e.to_string(), "/etc/x.toml: <document>: cannot read");
 }
 
 #[test]

@@ -31,6 +31,8 @@ const READ_BUF: usize = 256 * 1024;
 struct Gate<'a> {
     registry: &'a Registry,
     ctx: &'a ServerCtx,
+    /// The portal address the connection came in on (which portal group answers).
+    local: std::net::SocketAddr,
     limited: std::cell::Cell<bool>,
 }
 
@@ -45,7 +47,7 @@ impl LoginPolicy for Gate<'_> {
             self.limited.set(true);
             return Err(LoginStatus::AUTH_FAILED);
         }
-        self.registry.authorize(who)
+        self.registry.authorize_at(who, Some(self.local))
     }
 
     fn auth_failed(&self, who: &LoginIdentity, _why: &str) {
@@ -132,6 +134,7 @@ async fn login<'a>(
     let gate = Gate {
         registry,
         ctx,
+        local,
         limited: std::cell::Cell::new(false),
     };
     let mut statsn: Option<u32> = None;

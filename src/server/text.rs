@@ -27,7 +27,8 @@ pub fn target_address(addr: SocketAddr, tpgt: u16) -> String {
 }
 
 /// The SendTargets answer. `value` is `All` (discovery sessions), empty (this session's
-/// target) or a target name. Targets are reported at the portal the connection came in on.
+/// target) or a target name. Each target is reported at its portals (a wildcard portal, and
+/// a target with one implicit portal group, at the address the connection came in on).
 pub fn send_targets<'a>(
     reg: &'a Registry,
     initiator: &str,
@@ -40,7 +41,7 @@ pub fn send_targets<'a>(
     let session_target = session_target.to_string();
     move |value: &str| {
         let mut out = TextPairs::default();
-        for (name, tpgt) in reg.visible_targets(&initiator, peer.ip()) {
+        for (name, portals) in reg.visible_targets(&initiator, peer.ip(), local) {
             let wanted = match value {
                 "All" => discovery || name == session_target,
                 "" => name == session_target,
@@ -48,7 +49,9 @@ pub fn send_targets<'a>(
             };
             if wanted {
                 out.push("TargetName", name);
-                out.push("TargetAddress", target_address(local, tpgt));
+                for (addr, tpgt) in portals {
+                    out.push("TargetAddress", target_address(addr, tpgt));
+                }
             }
         }
         out
