@@ -75,6 +75,7 @@ fn status(socket: &Path) -> serde_json::Value {
     let o = v.as_object_mut().unwrap();
     o.remove("uptime_secs");
     o.remove("host");
+    o.remove("revision");
     v
 }
 

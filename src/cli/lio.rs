@@ -47,6 +47,59 @@ pub struct Import {
     pub secrets: Vec<Secret>,
     /// What could not be carried over, one sentence each.
     pub warnings: Vec<String>,
+    /// What would give initiators more access than LIO did, one sentence each (the import
+    /// stops on these unless allowed).
+    pub widening: Vec<String>,
+}
+
+/// What `import-lio` tells: everything not carried, everything that widens access.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// Not carried over (or carried differently), one sentence each.
+    pub not_carried: Vec<String>,
+    /// Access that would be wider than under LIO.
+    pub widening: Vec<String>,
+    /// Warnings of the resulting configuration.
+    pub warnings: Vec<String>,
+    /// Secret files to be written: what, where.
+    pub secrets: Vec<(String, PathBuf)>,
+}
+
+impl Report {
+    /// The report of an import whose configuration validated with `warnings`.
+    pub fn new(imp: &Import, warnings: &[String]) -> Self {
+        Self {
+            not_carried: imp.warnings.clone(),
+            widening: imp.widening.clone(),
+            warnings: warnings.to_vec(),
+            secrets: imp
+                .secrets
+                .iter()
+                .map(|s| (s.what.clone(), s.path.clone()))
+                .collect(),
+        }
+    }
+
+    /// As text, one line per item.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for w in &self.not_carried {
+            out.push_str(&format!("not carried: {w}\n"));
+        }
+        for w in &self.widening {
+            out.push_str(&format!("WIDENS ACCESS: {w}\n"));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        for (what, p) in &self.secrets {
+            out.push_str(&format!("secret: {what} -> {} (mode 0600)\n", p.display()));
+        }
+        if self.not_carried.is_empty() && self.widening.is_empty() {
+            out.push_str("everything was carried over\n");
+        }
+        out
+    }
 }
 
 /// LIO's TPG parameter defaults; other values are reported.
@@ -635,6 +688,7 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
         config,
         secrets: cx.secrets,
         warnings: cx.warnings,
+        widening: Vec::new(),
     })
 }
 

@@ -214,6 +214,8 @@ async fn login<'a>(
                         discovery: neg.discovery,
                         params: neg.params.clone(),
                         nexus,
+                        auth: neg.authenticated.map(|a| a.name()),
+                        cid: neg.cid,
                     })
                     .await;
                 let (reg, kill) = match registered {
