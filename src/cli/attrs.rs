@@ -303,7 +303,9 @@ pub fn set(
                         "buffered" => Some(crate::backstore::CacheMode::Buffered),
                         "default" | "" => None,
                         _ => {
-                            return Err(ControlError::invalid("cache: direct, buffered or default"));
+                            return Err(ControlError::invalid(
+                                "cache: direct, buffered or default",
+                            ));
                         }
                     }
                 }
