@@ -27,6 +27,8 @@ use crate::config::{self, Config};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where the new configuration of a change comes from.
+// Built once per change; boxing the configuration buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeSource {
     /// A whole configuration (a CLI edit), made against `base_revision` when given.
