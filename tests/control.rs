@@ -555,6 +555,58 @@ fn import_lio_and_completions() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("--secrets-dir"));
 
+    // No secret carried: no --secrets-dir needed.
+    let fx = |n: &str| format!("{}/tests/fixtures/lio/{n}", env!("CARGO_MANIFEST_DIR"));
+    let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
+        .args(["import-lio", &fx("no-secrets.json")])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // What widens access stops the import (nothing written) unless allowed.
+    let wide = dir.path().join("wide.toml");
+    let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
+        .args(["import-lio", &fx("widening.json"), "-o"])
+        .arg(&wide)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("WIDENS ACCESS") && stderr(&o).contains("--allow-widening"));
+    assert!(!wide.exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
+        .args(["import-lio", &fx("widening.json"), "--allow-widening", "-o"])
+        .arg(&wide)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        config::load(&wide)
+            .unwrap()
+            .config
+            .daemon
+            .allow_demo_mode_on_network
+    );
+    // --json: the report as JSON.
+    let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
+        .args([
+            "--json",
+            "import-lio",
+            &fx("2017-alua.json"),
+            "--secrets-dir",
+        ])
+        .arg(dir.path().join("s2"))
+        .arg("-o")
+        .arg(dir.path().join("a.toml"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert!(
+        v["not_carried"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("nullio"))
+    );
+
     for shell in ["bash", "zsh", "fish"] {
         let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
             .args(["completions", shell])
