@@ -88,6 +88,36 @@ fn parallel_changes_are_applied_or_refused_never_lost() {
         );
     }
     assert_eq!(applied.len() + refused, 20);
+
+    // With --retry, an edit that lost the race is made again on the new revision.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let sock = d.socket.clone();
+            std::thread::spawn(move || {
+                let name = format!("r{i}");
+                support::cli(
+                    &sock,
+                    &[
+                        "--retry",
+                        "40",
+                        "backstore",
+                        "create",
+                        &name,
+                        "--kind",
+                        "ramdisk",
+                        "--size",
+                        "1M",
+                    ],
+                )
+            })
+        })
+        .collect();
+    for h in handles {
+        let o = h.join().unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let c = d.config();
+    assert!((0..8).all(|i| c["backstores"].get(format!("r{i}")).is_some()));
 }
 
 /// Runs a change twice (dry run, then for real) and checks that the report of what was

@@ -92,6 +92,10 @@ pub struct Cli {
     /// Seconds to wait for the daemon's answer.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
+    /// For edits: when another change wins the race (exit 5), read the configuration
+    /// again and redo the edit on it, up to N times.
+    #[arg(long, global = true, value_name = "N", default_value_t = 0)]
+    retry: u32,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -565,6 +569,7 @@ pub struct Ctx {
     json: bool,
     dry_run: bool,
     force: bool,
+    retry: u32,
 }
 
 impl Ctx {
@@ -643,10 +648,24 @@ impl Ctx {
         self.report(resp, managed.as_deref())
     }
 
-    /// GetConfig → edit a copy → validate → Apply against the revision read.
+    /// GetConfig → edit a copy → validate → Apply against the revision read; with
+    /// `--retry N`, an edit that lost a race is made again on what runs then.
     pub fn mutate(
         &self,
-        edit: impl FnOnce(&mut Config) -> Result<String, ControlError>,
+        edit: impl Fn(&mut Config) -> Result<String, ControlError>,
+    ) -> Result<(), Failure> {
+        let mut left = self.retry;
+        loop {
+            match self.mutate_once(&edit) {
+                Err(f) if f.code == EXIT_CONFLICT && left > 0 => left -= 1,
+                r => return r,
+            }
+        }
+    }
+
+    fn mutate_once(
+        &self,
+        edit: &impl Fn(&mut Config) -> Result<String, ControlError>,
     ) -> Result<(), Failure> {
         let (old, _, revision) = self.get_config()?;
         let mut new = old.clone();
@@ -687,6 +706,7 @@ fn ctx(cli: &Cli) -> Ctx {
         json: cli.json,
         dry_run: cli.dry_run,
         force: cli.force,
+        retry: cli.retry,
     }
 }
 
@@ -782,7 +802,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             };
             let path = path.as_deref().map(absolute).transpose()?;
             cx.mutate(|c| {
-                edit::backstore_create(c, &name, kind, path, size, block_size, write_cache)
+                edit::backstore_create(c, &name, kind, path.clone(), size, block_size, write_cache)
             })
         }
         Cmd::Backstore(BackstoreCmd::Delete { name }) => {
@@ -816,13 +836,16 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 _ => None,
             };
             cx.mutate(|c| {
-                let mut msg = edit::acl_add(c, &target, &initiator, maps)?;
-                if let Some(one) = one {
+                let mut msg = edit::acl_add(c, &target, &initiator, maps.clone())?;
+                if let Some(one) = one.clone() {
                     let scope = AuthScope::Acl {
                         target: target.clone(),
                         initiator: initiator.clone(),
                     };
-                    msg.push_str(&format!("; {}", edit::auth_set(c, &scope, one, mutual)?));
+                    msg.push_str(&format!(
+                        "; {}",
+                        edit::auth_set(c, &scope, one, mutual.clone())?
+                    ));
                 }
                 Ok(msg)
             })
@@ -843,7 +866,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 _ => None,
             };
             let scope = scope.scope();
-            cx.mutate(|c| edit::auth_set(c, &scope, chap, mutual))
+            cx.mutate(|c| edit::auth_set(c, &scope, chap.clone(), mutual.clone()))
         }
         Cmd::Auth(AuthCmd::Clear { scope }) => {
             let scope = scope.scope();

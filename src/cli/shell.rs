@@ -344,7 +344,7 @@ impl Shell<'_> {
                 let write_cache = truthy(kv.get("write_back"));
                 let kind = *kind;
                 self.cx.mutate(|c| {
-                    edit::backstore_create(c, &name, kind, path, size, 512, write_cache)
+                    edit::backstore_create(c, &name, kind, path.clone(), size, 512, write_cache)
                 })
             }
             Node::Iscsi => {
@@ -585,8 +585,8 @@ impl Shell<'_> {
         let chap = one.unwrap_or(current.0);
         let mutual = mutual.unwrap_or(current.1);
         self.pending_user.remove(&key);
-        self.cx.mutate(|cfg| match chap {
-            Some(chap) => edit::auth_set(cfg, &auth_scope, chap, mutual),
+        self.cx.mutate(|cfg| match chap.clone() {
+            Some(chap) => edit::auth_set(cfg, &auth_scope, chap, mutual.clone()),
             None if mutual.is_some() => Err(ControlError::invalid(
                 "mutual CHAP needs userid and password first",
             )),

@@ -122,10 +122,7 @@ fn the_2011_shape_without_tpg_lun_or_parameters() {
         imp.secrets.is_empty(),
         "null CHAP fields are no credentials"
     );
-    assert!(
-        !says(&imp, "tcq_depth"),
-        "tcq_depth equals the TPG's"
-    );
+    assert!(!says(&imp, "tcq_depth"), "tcq_depth equals the TPG's");
     assert!(imp.widening.is_empty(), "{:?}", imp.widening);
 }
 
