@@ -744,3 +744,37 @@ fn completions_come_from_the_daemon() {
         .unwrap();
     assert!(stdout(&o).contains(INI), "{}{}", stdout(&o), stderr(&o));
 }
+
+#[test]
+fn portal_groups_answer_on_their_own_portals() {
+    let p2 = free_port();
+    let d = Daemon::start_with("", &[]);
+    let p1 = d.port;
+    let text = format!(
+        "{}{RAM}[targets.\"{IQN}\"]\nluns = [{{ lun = 0, backstore = \"disk0\" }}]\n\
+         [[targets.\"{IQN}\".portal_groups]]\ntag = 7\nportals = [\"127.0.0.1:{p2}\"]\n\
+         [targets.\"{IQN}\".acls.\"{INI}\"]\n",
+        support::daemon_toml(d.dir.path(), p1).replace(
+            &format!("portals = [\"127.0.0.1:{p1}\"]"),
+            &format!("portals = [\"127.0.0.1:{p1}\", \"127.0.0.1:{p2}\"]")
+        )
+    );
+    let f = d.path("groups.toml");
+    std::fs::write(&f, text).unwrap();
+    d.ok(&["restoreconfig", f.to_str().unwrap()]);
+    // Not on the portal of its group: target not found there.
+    let e = login(&format!("127.0.0.1:{p1}"), INI, Some(IQN), 1, None).err();
+    assert_eq!(e, Some((2, 3)));
+    let s = login(&format!("127.0.0.1:{p2}"), INI, Some(IQN), 2, None).expect("login on tpg 7");
+    let v = d.json(&["sessions"]);
+    assert_eq!(v[0]["tpg"], 7, "{v}");
+    drop(s);
+    // The group disabled: logins are refused, as LIO does for a disabled TPG.
+    let c = d.config();
+    let mut c2 = c.clone();
+    c2["targets"][IQN]["portal_groups"][0]["enabled"] = false.into();
+    support::write_config(&f, &c2);
+    d.ok(&["restoreconfig", f.to_str().unwrap()]);
+    let e = login(&format!("127.0.0.1:{p2}"), INI, Some(IQN), 3, None).err();
+    assert_eq!(e, Some((3, 1)));
+}

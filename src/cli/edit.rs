@@ -295,6 +295,21 @@ pub fn acl_add(
     Ok(format!("added ACL {initiator} to {iqn} ({what})"))
 }
 
+/// The target of an existing ACL.
+fn acl_target<'a>(
+    c: &'a mut Config,
+    iqn: &str,
+    initiator: &str,
+) -> Result<&'a mut TargetConfig, ControlError> {
+    let t = target_mut(c, iqn)?;
+    if !t.acls.contains_key(initiator) {
+        return Err(ControlError::not_found(format!(
+            "target {iqn} has no ACL for {initiator}"
+        )));
+    }
+    Ok(t)
+}
+
 /// An ACL's mappings made explicit (an empty list means every LUN of the target).
 fn explicit_maps(t: &TargetConfig, initiator: &str) -> Vec<MappedLunConfig> {
     match t.acls.get(initiator) {
@@ -321,12 +336,7 @@ pub fn map_set(
     target_lun: Option<u64>,
     read_only: Option<bool>,
 ) -> Result<String, ControlError> {
-    let t = target_mut(c, iqn)?;
-    if !t.acls.contains_key(initiator) {
-        return Err(ControlError::not_found(format!(
-            "target {iqn} has no ACL for {initiator}"
-        )));
-    }
+    let t = acl_target(c, iqn, initiator)?;
     let mut maps = explicit_maps(t, initiator);
     match maps.iter_mut().find(|m| m.lun == lun) {
         Some(m) => {
@@ -369,12 +379,7 @@ pub fn map_remove(
     initiator: &str,
     lun: u64,
 ) -> Result<String, ControlError> {
-    let t = target_mut(c, iqn)?;
-    if !t.acls.contains_key(initiator) {
-        return Err(ControlError::not_found(format!(
-            "target {iqn} has no ACL for {initiator}"
-        )));
-    }
+    let t = acl_target(c, iqn, initiator)?;
     let mut maps = explicit_maps(t, initiator);
     let before = maps.len();
     maps.retain(|m| m.lun != lun);

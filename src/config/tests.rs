@@ -1060,3 +1060,68 @@ fn pinned_identity_is_checked_for_form() {
         "ramdisk",
     );
 }
+
+#[test]
+fn dual_stack_wildcard_overlaps_a_specific_ipv4_portal() {
+    assert_err(
+        "[daemon]\nportals = [\"127.0.0.1:3260\", \"[::]:3260\"]\n",
+        2,
+        "daemon.portals[0]",
+        "IPv4 included",
+    );
+    // With 0.0.0.0 listed too, [::] is IPv6-only and the v4 one overlaps 0.0.0.0 instead.
+    assert_err(
+        "[daemon]\nportals = [\"0.0.0.0:3260\", \"[::]:3260\", \"127.0.0.1:3260\"]\n",
+        2,
+        "daemon.portals[2]",
+        "overlaps the wildcard portal 0.0.0.0:3260",
+    );
+    assert_ok("[daemon]\nportals = [\"0.0.0.0:3260\", \"[::]:3260\"]\n");
+}
+
+#[test]
+fn portal_groups_shape() {
+    let base = "[daemon]\nportals = [\"192.0.2.1:3260\", \"198.51.100.1:3260\"]\n";
+    let ok = format!(
+        "{base}[targets.\"{T}\"]\ndemo_mode = false\n\
+         [[targets.\"{T}\".portal_groups]]\ntag = 1\nportals = [\"192.0.2.1:3260\"]\n\
+         [[targets.\"{T}\".portal_groups]]\ntag = 2\nportals = [\"198.51.100.1:3260\"]\nenabled = false\n"
+    );
+    let v = assert_ok(&ok);
+    let t = &v.config.targets[T];
+    let g = t.groups(&v.config.daemon.portals);
+    assert_eq!(g.len(), 2);
+    assert_eq!((g[1].0, g[1].2), (2, false));
+    // Old configs: one implicit group tagged tpg on every daemon portal.
+    let old = format!("{base}[targets.\"{T}\"]\ntpg = 3\n");
+    let v = assert_ok(&old);
+    let g = v.config.targets[T].groups(&v.config.daemon.portals);
+    assert_eq!(g, vec![(3, v.config.daemon.portals.clone(), true)]);
+    let dup = ok.replace("tag = 2", "tag = 1");
+    assert!(
+        parse_all(&dup, "t")
+            .unwrap_err()
+            .iter()
+            .any(|e| e.message.contains("tag 1 is also"))
+    );
+    let stray = ok.replace(
+        "portals = [\"198.51.100.1:3260\"]",
+        "portals = [\"203.0.113.1:3260\"]",
+    );
+    assert!(
+        parse_all(&stray, "t")
+            .unwrap_err()
+            .iter()
+            .any(|e| e.message.contains("not in daemon.portals"))
+    );
+    let twice = ok.replace(
+        "portals = [\"198.51.100.1:3260\"]",
+        "portals = [\"192.0.2.1:3260\"]",
+    );
+    assert!(
+        parse_all(&twice, "t")
+            .unwrap_err()
+            .iter()
+            .any(|e| e.message.contains("also in portal group"))
+    );
+}
