@@ -308,8 +308,71 @@ fn each_change_kind_does_what_its_plan_says() {
             .contains("portal")
     );
     assert!(!accepts(&portal), "a removed portal stops listening");
-    // Target removed.
+    // A target and an ACL added, an ACL's map changed, a backstore reopened (write cache),
+    // a daemon-wide setting, a backstore removed: nothing for the session but what its plan says.
     let p2s = format!("127.0.0.1:{p2}");
+    sessions.push(login(&p2s, INI, Some(IQN), 8, None).expect("login on the new portal"));
+    plan_then_do(&d, &["target", "create", "iqn.2026-11.org.example:other"]);
+    plan_then_do(
+        &d,
+        &[
+            "acl",
+            "add",
+            IQN,
+            "iqn.2026-11.org.example:second",
+            "--map",
+            "0",
+        ],
+    );
+    let r = plan_then_do(
+        &d,
+        &[
+            "set",
+            &format!("/iscsi/{IQN}/tpg2/acls/{INI}/mapped_lun0"),
+            "attribute",
+            "write_protect=1",
+        ],
+    );
+    assert_eq!(
+        r["plan"]["sessions_rescanned"].as_array().unwrap().len(),
+        1,
+        "{r}"
+    );
+    let wc = [
+        "set",
+        "/backstores/ramdisk/disk0",
+        "attribute",
+        "emulate_write_cache=1",
+    ];
+    let o = d.cli(&wc);
+    assert_eq!(
+        code(&o),
+        1,
+        "reopening a live ramdisk needs --force: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("loses what it holds"), "{}", stderr(&o));
+    let mut forced = vec!["--force"];
+    forced.extend(wc);
+    let r = plan_then_do(&d, &forced);
+    assert_eq!(r["plan"]["backstores_changed"][0], "disk0");
+    let r = plan_then_do(
+        &d,
+        &["set", "/iscsi", "parameter", "default_cmdsn_depth=64"],
+    );
+    assert_eq!(r["plan"]["settings_changed"][0], "iscsi.queue_depth");
+    d.ok(&[
+        "backstore",
+        "create",
+        "spare",
+        "--kind",
+        "ramdisk",
+        "--size",
+        "1M",
+    ]);
+    let r = plan_then_do(&d, &["backstore", "delete", "spare"]);
+    assert_eq!(r["plan"]["backstores_removed"][0], "spare");
+    // Target removed.
     sessions.push(login(&p2s, INI, Some(IQN), 7, None).expect("login on the new portal"));
     let r = plan_then_do(&d, &["target", "delete", IQN]);
     assert_eq!(r["plan"]["targets_removed"][0], IQN);

@@ -227,11 +227,21 @@ pub fn plan_live(old: &Config, new: &Config, live: &Live) -> Plan {
                         ids.join(", ")
                     ));
                 }
-                if storage_differs(ob, nb)
+                let reopen = storage_differs(ob, nb)
                     || ob.write_cache != nb.write_cache
                     || ob.cache != nb.cache
-                    || !ids.is_empty()
+                    || !ids.is_empty();
+                if reopen
+                    && live_lun
+                    && ob.kind == BackstoreKind::Ramdisk
+                    && !storage_differs(ob, nb)
                 {
+                    p.needs_force.push(format!(
+                        "backstore {name} is a live ramdisk LUN: it is opened again for this \
+                         change, which loses what it holds"
+                    ));
+                }
+                if reopen {
                     p.backstores_changed.push(name.clone());
                     storage_differs(ob, nb)
                 } else {
