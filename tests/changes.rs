@@ -759,6 +759,7 @@ fn get_set_and_ls_non_interactive() {
     let c = d.config();
     assert_eq!(c["targets"][IQN]["iscsi"]["header_digest"][0], "CRC32C");
     d.ok(&[
+        "--force",
         "set",
         "/backstores/ramdisk/disk0",
         "attribute",
