@@ -11,6 +11,8 @@ PKGS=(
   libiscsi-bin qemu-utils qemu-block-extra tgt
   # parse the Nix files
   nix-bin
+  # man pages: render them (man -l, groff), verify the installed systemd unit
+  man-db groff-base systemd
   # shell script checks
   shellcheck
 )

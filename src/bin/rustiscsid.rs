@@ -12,33 +12,10 @@ use anyhow::Context;
 use clap::Parser;
 use rustiscsi::config::{self, Overrides, ValidatedConfig};
 use rustiscsi::control::server::{ChangeRequest, ChangeSource};
+use rustiscsi::daemon_args::Args;
 use rustiscsi::registry::Registry;
 use rustiscsi::server::{self, ServerCtx};
 use tokio::signal::unix::{SignalKind, signal};
-
-/// A userspace iSCSI target.
-#[derive(Debug, Parser)]
-#[command(name = "rustiscsid", version, about)]
-struct Args {
-    /// Configuration file (TOML). Without it, the embedded demo default is served.
-    #[arg(short, long, env = "RUSTISCSI_CONFIG")]
-    config: Option<PathBuf>,
-    /// Validate the configuration and exit (reads no secret files and no devices).
-    #[arg(long)]
-    check: bool,
-    /// Override `daemon.state_dir`.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Override `daemon.portals` (repeatable), e.g. `127.0.0.1:3260`.
-    #[arg(long = "portal")]
-    portals: Vec<SocketAddr>,
-    /// Override `daemon.control_socket`.
-    #[arg(long)]
-    control_socket: Option<PathBuf>,
-    /// Log filter (tracing `EnvFilter` syntax; `RUST_LOG` also works).
-    #[arg(long, default_value = "info")]
-    log: String,
-}
 
 /// Portal port of the embedded default when not running as root.
 const UNPRIVILEGED_PORT: u16 = 13260;

@@ -57,13 +57,23 @@ pub fn paths() -> Vec<CompletionCandidate> {
 /// Writes the registration script for `shell` (bash, zsh, fish): it calls this binary
 /// back with `COMPLETE=<shell>` to complete each word.
 pub fn registration(shell: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let shells = clap_complete::env::Shells::builtins();
-    let completer = shells
-        .completer(shell)
-        .ok_or_else(|| std::io::Error::other(format!("no completion for {shell}")))?;
     let bin = std::env::current_exe()
         .ok()
         .and_then(|p| p.to_str().map(str::to_owned))
         .unwrap_or_else(|| "rustiscsi".into());
-    completer.write_registration("COMPLETE", "rustiscsi", "rustiscsi", &bin, out)
+    registration_calling(shell, &bin, out)
+}
+
+/// The registration script for `shell` that calls `completer` (a path, or `rustiscsi`
+/// found on PATH, as an installed script does).
+pub fn registration_calling(
+    shell: &str,
+    completer: &str,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let shells = clap_complete::env::Shells::builtins();
+    let c = shells
+        .completer(shell)
+        .ok_or_else(|| std::io::Error::other(format!("no completion for {shell}")))?;
+    c.write_registration("COMPLETE", "rustiscsi", "rustiscsi", completer, out)
 }

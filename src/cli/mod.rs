@@ -100,11 +100,6 @@ pub struct Cli {
     cmd: Cmd,
 }
 
-/// The clap command tree of `rustiscsi` (for man pages and completions).
-pub fn command() -> clap::Command {
-    Cli::command()
-}
-
 fn targets() -> ArgValueCandidates {
     ArgValueCandidates::new(complete::targets)
 }
@@ -506,6 +501,11 @@ impl From<ClientError> for Failure {
             other => Failure::new(EXIT_FAILED, other.to_string()),
         }
     }
+}
+
+/// The CLI's clap command (for man pages and completions).
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// Runs the CLI with the process arguments; returns the exit code.

@@ -25,8 +25,9 @@ pub struct LogicalUnit {
     identity: LunIdentity,
     reset_gen: AtomicU64,
     capacity_gen: AtomicU64,
-    /// Serializes COMPARE AND WRITE on this unit.
-    pub(crate) caw_lock: tokio::sync::Mutex<()>,
+    /// Commands touching the medium now: aborts wait for them; COMPARE AND WRITE holds
+    /// its blocks against overlapping accesses.
+    pub(crate) tasks: super::tasks::TaskSet,
     /// SPC-2 and persistent reservations.
     pub(crate) reservations: Reservations,
     /// I/O counters and latency histogram.
@@ -41,7 +42,7 @@ impl LogicalUnit {
             identity,
             reset_gen: AtomicU64::new(0),
             capacity_gen: AtomicU64::new(0),
-            caw_lock: tokio::sync::Mutex::new(()),
+            tasks: Default::default(),
             reservations: Reservations::default(),
             metrics: Default::default(),
         }
@@ -83,8 +84,18 @@ impl LogicalUnit {
         self.capacity_gen.load(Ordering::Acquire)
     }
 
+    /// Aborts every task in `scope` that arrived at or before `before`, and waits until
+    /// none of them is doing I/O (see [`super::tasks::TaskSet::abort`]).
+    pub async fn abort_tasks(
+        &self,
+        scope: super::tasks::AbortScope,
+        before: std::time::Instant,
+    ) -> usize {
+        self.tasks.abort(scope, before).await
+    }
+
     /// Resets the unit (SPC-2 reservations released) and returns the new reset generation.
-    pub(crate) fn reset(&self) -> u64 {
+    pub fn reset(&self) -> u64 {
         self.reservations.reset();
         self.reset_gen.fetch_add(1, Ordering::AcqRel) + 1
     }

@@ -7,6 +7,10 @@ use arc_swap::ArcSwap;
 
 use super::lun::{LogicalUnit, LunMap, MappedLun};
 use super::sense::Sense;
+use super::tasks::NexusKey;
+
+/// Source of nexus ids (unique for the life of the process).
+static NEXT_NEXUS: AtomicU64 = AtomicU64::new(1);
 
 /// What this nexus last saw of one unit's generation counters.
 #[derive(Debug)]
@@ -37,8 +41,7 @@ struct View {
 /// runs), and its pending unit attentions.
 #[derive(Debug)]
 pub struct ItNexus {
-    initiator_port: String,
-    target_port: String,
+    key: Arc<NexusKey>,
     view: ArcSwap<View>,
     luns_changed: AtomicBool,
 }
@@ -56,8 +59,11 @@ impl ItNexus {
         let luns = sorted(luns);
         let seen = luns.iter().map(|m| Seen::current(&m.unit)).collect();
         ItNexus {
-            initiator_port,
-            target_port,
+            key: Arc::new(NexusKey {
+                id: NEXT_NEXUS.fetch_add(1, Ordering::Relaxed),
+                initiator_port,
+                target_port,
+            }),
             view: ArcSwap::from_pointee(View {
                 map: Arc::new(luns),
                 seen,
@@ -68,12 +74,22 @@ impl ItNexus {
 
     /// The initiator port name.
     pub fn initiator_port(&self) -> &str {
-        &self.initiator_port
+        &self.key.initiator_port
     }
 
     /// The target port name.
     pub fn target_port(&self) -> &str {
-        &self.target_port
+        &self.key.target_port
+    }
+
+    /// The nexus's identity in task sets (its id and port names).
+    pub fn key(&self) -> &Arc<NexusKey> {
+        &self.key
+    }
+
+    /// The nexus's id (unique for the life of the process).
+    pub fn id(&self) -> u64 {
+        self.key.id
     }
 
     /// The current LUN map (sorted by LUN).
@@ -149,7 +165,7 @@ impl ItNexus {
             })
             .or_else(|| {
                 unit.reservations
-                    .take_ua(&self.initiator_port, &self.target_port, consume)
+                    .take_ua(&self.key.initiator_port, &self.key.target_port, consume)
             })
             .or_else(|| self.take_luns_changed(consume));
         Some((view.map[i].clone(), ua))
@@ -172,7 +188,7 @@ impl Drop for ItNexus {
         for s in &self.view.load().seen {
             s.unit
                 .reservations
-                .nexus_lost(&self.initiator_port, &self.target_port);
+                .nexus_lost(&self.key.initiator_port, &self.key.target_port);
         }
     }
 }

@@ -90,18 +90,28 @@ pub fn read_capacity_16(ctx: &Ctx<'_>, alloc: u32) -> ScsiResponse {
 }
 
 /// READ (6/10/12/16): the backstore buffer is the Data-In, uncopied.
+///
+/// Reads no more than the initiator expects (rounded up to whole blocks): a READ whose
+/// CDB asks for more than its expected data transfer length does not make the target
+/// hold the rest; the response says how much the CDB asked for (the overflow residual).
 pub async fn read(ctx: &Ctx<'_>, lba: u64, blocks: u32) -> CmdResult {
     let (off, len) = xfer(ctx, lba, blocks)?;
     if len == 0 {
         return Ok(spc::ok());
     }
+    let bs = ctx.unit().block_size() as usize;
+    let want = (ctx.expected_in as usize).min(len).div_ceil(bs) * bs;
     let data = ctx
         .unit()
         .backstore()
-        .read(off, len)
+        .read(off, want)
         .await
         .map_err(|e| io_sense(&e))?;
-    Ok(ScsiResponse::good(data))
+    let mut r = ScsiResponse::good(data);
+    if want < len {
+        r.data_in_len = Some(len as u32);
+    }
+    Ok(r)
 }
 
 /// WRITE (6/10/12/16) and WRITE AND VERIFY: `data` goes to the backstore uncopied.
@@ -297,7 +307,7 @@ pub async fn compare_and_write(
     }
     let unit = ctx.unit();
     let store = unit.backstore();
-    let _guard = unit.caw_lock.lock().await;
+    // Atomic against every overlapping access: the task set holds the blocks.
     let medium = store.read(off, len).await.map_err(|e| io_sense(&e))?;
     if let Some(o) = first_mismatch(&medium, &data[..len]) {
         return Err(Sense::MISCOMPARE.with_info(o as u32));

@@ -157,6 +157,13 @@ pub fn change(ctx: &ServerCtx, req: ChangeRequest) -> Result<ChangeReport, Contr
     }
     let revision = ctx.install(new);
     let reg = ctx.registry.load_full();
+    let d = &reg.config.daemon;
+    ctx.admission.set_limits(
+        d.max_login_connections,
+        d.max_discovery_sessions,
+        d.max_connections,
+    );
+    ctx.buffers.set_limit(d.buffer_memory.0);
     let mut done = plan.clone();
     let mut failed = Vec::new();
 
