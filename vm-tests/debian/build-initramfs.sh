@@ -25,6 +25,8 @@ BINS=(iscsiadm:/sbin/iscsiadm iscsid:/sbin/iscsid mke2fs:/sbin/mke2fs e2fsck:/sb
       sg_inq:/usr/bin/sg_inq sg_readcap:/usr/bin/sg_readcap sg_vpd:/usr/bin/sg_vpd
       sg_turs:/usr/bin/sg_turs sg_luns:/usr/bin/sg_luns blockdev:/sbin/blockdev dd:/bin/dd mount:/bin/mount
       umount:/bin/umount kmod:/bin/kmod)
+# raw CDBs with their status and sense, for the guest-target scenarios (guest-target.sh)
+BINS+=(sg_raw:/usr/bin/sg_raw)
 
 versions=$(dpkg-query -W -f='${Package}=${Version}\n' "${PACKAGES[@]}" "linux-image-$KVER" 2>/dev/null | sort)
 key=$( { cat "$0" "$VMT_DIR/guest/init"; echo "$KVER"; echo "$versions"; } | sha256sum | cut -c1-16)
