@@ -108,7 +108,7 @@ raid_members_agree() {
 member_sha() {
     off=$(mdadm --examine "$1" | sed -n 's/^ *Data Offset : \([0-9]*\) sectors.*/\1/p')
     [ -n "$off" ] || { echo "no data offset for $1" >&2; return 1; }
-    dd if="$1" bs=64K iflag=skip_bytes,count_bytes skip=$((off * 512)) count=$((RAID_KIB * 1024)) 2>/dev/null |
+    dd if="$1" bs=1M iflag=skip_bytes,count_bytes skip=$((off * 512)) count=$((RAID_KIB * 1024)) 2>/dev/null |
         sha256sum | cut -d' ' -f1
 }
 raid_stop() { # the array stopped: udev removes its by-id link
