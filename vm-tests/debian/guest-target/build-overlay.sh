@@ -29,15 +29,7 @@ stage_bin() {
     [[ -x $1 ]] || vmt_die "$1 missing"
     mkdir -p "$stage$(dirname "$1")"
     cp -L "$1" "$stage$1"
-    stage_libs "$1"
-}
-stage_libs() { # PROGRAM: the shared libraries ldd lists for it, at their paths in the stage
-    local lib
-    while read -r lib; do
-        [[ -e $stage$lib ]] && continue
-        mkdir -p "$stage$(dirname "$lib")"
-        cp -L "$lib" "$stage$lib"
-    done < <(ldd "$1" | awk '/=> \//{print $3} /^\t\//{print $1}')
+    stage_libs "$stage" "$1"
 }
 pack() { # OUT: the stage as a gzip cpio
     local tmp=$1.tmp.$$
@@ -46,11 +38,11 @@ pack() { # OUT: the stage as a gzip cpio
 }
 
 storage_layer() {
-    local out=$1 kver key versions cached m ko t
+    local out=$1 kver key versions cached t
     ensure_packages "${STORAGE_PACKAGES[@]}"
     kver=$(pick_kver)
     versions=$(dpkg-query -W -f='${Package}=${Version}\n' "${STORAGE_PACKAGES[@]}" "linux-image-$kver" | sort)
-    key=$( { cat "$0"; echo "$kver"; echo "$versions"; } | sha256sum | cut -c1-16)
+    key=$( { cat "$0" "$VMT_DIR/lib.sh"; echo "$kver"; echo "$versions"; } | sha256sum | cut -c1-16)
     cached=$VMT_CACHE/guest-target-storage-$kver-$key.cpio.gz
     if [[ ! -s $cached ]]; then
         vmt_log "building the guest-target storage layer ($kver, key $key)"
@@ -65,13 +57,7 @@ storage_layer() {
         mkdir -p "$stage/lib/systemd" "$stage/lib/udev/rules.d" "$stage/etc/lvm" "$stage/etc/mdadm"
         ln -s /usr/bin/udevadm "$stage/lib/systemd/systemd-udevd"
         for t in "${UDEV_RULES[@]}"; do cp "/lib/udev/rules.d/$t" "$stage/lib/udev/rules.d/"; done
-        for m in "${STORAGE_MODS[@]}"; do
-            while read -r _ ko _; do
-                [[ $ko == /* ]] || continue
-                mkdir -p "$stage$(dirname "$ko")"
-                cp "$ko" "$stage$ko"
-            done < <(modprobe -S "$kver" --show-depends "$m" 2>/dev/null || vmt_die "module $m not found for $kver")
-        done
+        stage_modules "$stage" "$kver" "${STORAGE_MODS[@]}"
         # No metadata backups or archives (the root is a RAM disk), no dmeventd monitoring.
         cat > "$stage/etc/lvm/lvm.conf" <<'CONF'
 backup {
@@ -98,7 +84,7 @@ daemon_layer() {
     trap 'rm -rf "$stage"' EXIT
     mkdir -p "$stage/usr/sbin"
     strip --strip-debug -o "$stage/usr/sbin/rustiscsid" "$bin"
-    stage_libs "$bin"
+    stage_libs "$stage" "$bin"
     pack "$out"
     rm -rf "$stage"
     trap - EXIT

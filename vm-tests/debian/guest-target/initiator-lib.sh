@@ -85,24 +85,6 @@ got() {
     n=$(($(stat -c %s "$2") >> 20))
     dd if="$1" bs=1M skip="$3" count="$n" iflag=direct 2>/dev/null | cmp - "$2"
 }
-session_state() { cat /sys/class/iscsi_session/session*/state 2>/dev/null | head -n1; }
-# session_bounce: the session's connection drops (the target went away) and the same session
-# logs in again (up to 120 s).
-session_bounce() {
-    i=0
-    while [ "$(session_state)" = LOGGED_IN ]; do
-        i=$((i + 1)); [ $i -gt 600 ] && { echo "the session never left LOGGED_IN"; return 1; }
-        sleep 0.1
-    done
-    echo "session state: $(session_state)"
-    i=0
-    until [ "$(session_state)" = LOGGED_IN ]; do
-        i=$((i + 1)); [ $i -gt 1200 ] && { echo "no LOGGED_IN again: $(session_state)"; return 1; }
-        sleep 0.1
-    done
-    echo "session state: LOGGED_IN again after $((i / 10)) s"
-}
-
 # ---------------------------------------------------------------- background I/O
 # io_start NAME DEV FIRST-MIB SLOTS: a background writer/verifier on DEV: round after round,
 # fresh random 2 MiB into the next slot (slot k at FIRST-MIB + 2k MiB, O_DIRECT + SYNCHRONIZE
