@@ -30,8 +30,8 @@
 GT_DIR=$VMT_DIR/guest-target
 GT_MEM=${GT_MEM:-512}
 GT_QEMU_PID="" GT_R="" GT_W="" GT_SEQ=0 GT_DAEMON_PID="" GT_LOG_MARK=0 GT_ACKS=0
-# What target-lib.sh creates: the array and the volume, 64 MiB each.
-RAID_BYTES=$((64 << 20))
+# What target-lib.sh creates: the array (32 MiB) and the volume (64 MiB).
+RAID_BYTES=$((32 << 20))
 LV_BYTES=$((64 << 20))
 CHAP_USER=workstation CHAP_SECRET=ws-secret-0123 MUTUAL_USER=nas-storage MUTUAL_SECRET=nas-secret-4567
 
@@ -159,7 +159,7 @@ target_prepare() {
     (cd "$WORK/gt" && find scenario | cpio -o -H newc --quiet --owner 0:0) | gzip -1 > "$WORK/gt-scenario.cpio.gz"
     cat "$RUNDIR/base.cpio.gz" "$RUNDIR/gt-storage.cpio.gz" "$RUNDIR/gt-daemon.cpio.gz" \
         "$WORK/gt-scenario.cpio.gz" > "$WORK/target-initrd"
-    truncate -s 80M "$WORK/raid-a.img" "$WORK/raid-b.img"
+    truncate -s 48M "$WORK/raid-a.img" "$WORK/raid-b.img"
     truncate -s 160M "$WORK/pv0.img"
 }
 # gt_boot: starts the target guest; its agent sets up the storage and starts the daemon.

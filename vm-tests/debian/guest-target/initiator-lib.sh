@@ -157,24 +157,21 @@ be32() { printf '%02x %02x %02x %02x' $(($1 >> 24 & 255)) $(($1 >> 16 & 255)) $(
 # scsi_io BSG read|write LBA: one READ(10) or WRITE(10) of 8 blocks (4 KiB) at LBA through
 # sg_raw, 30 s command timeout; prints what came back in one word: GOOD, MEDIUM_ERROR,
 # NOT_READY, CHECK:<sense key>, or NO_STATUS:<sg_raw exit> (transport error, timeout).
+# Parsed in the shell: one process per command, so that a hundred of them stay quick in TCG.
 scsi_io() {
     if [ "$2" = write ]; then
         [ -e /tmp/w4k ] || dd if=/dev/urandom of=/tmp/w4k bs=4k count=1 2>/dev/null
-        sg_raw -t 30 -s 4096 -i /tmp/w4k "$1" 2a 00 $(be32 "$3") 00 00 08 00 > /tmp/sg.out 2>&1
+        _out=$(sg_raw -t 30 -s 4096 -i /tmp/w4k "$1" 2a 00 $(be32 "$3") 00 00 08 00 2>&1)
     else
-        sg_raw -t 30 -r 4096 -o /tmp/sg.data "$1" 28 00 $(be32 "$3") 00 00 08 00 > /tmp/sg.out 2>&1
+        _out=$(sg_raw -t 30 -r 4096 -o /tmp/sg.data "$1" 28 00 $(be32 "$3") 00 00 08 00 2>&1)
     fi
     _rc=$?
-    if grep -q "SCSI Status: Check Condition" /tmp/sg.out; then
-        _key=$(sed -n 's/.*Sense key: \([A-Za-z ]*\).*/\1/p' /tmp/sg.out | head -n1)
-        case $_key in
-            "Medium Error") echo MEDIUM_ERROR ;;
-            "Not Ready") echo NOT_READY ;;
-            *) echo "CHECK:$_key" | tr ' ' _ ;;
-        esac
-    elif [ "$_rc" = 0 ]; then
-        echo GOOD
-    else
-        echo "NO_STATUS:$_rc"
-    fi
+    case $_out in
+        *"SCSI Status: Check Condition"*"Sense key: Medium Error"*) echo MEDIUM_ERROR ;;
+        *"SCSI Status: Check Condition"*"Sense key: Not Ready"*) echo NOT_READY ;;
+        *"SCSI Status: Check Condition"*)
+            _key=${_out#*Sense key: }
+            echo "CHECK:${_key%%[!A-Za-z ]*}" | tr ' ' _ ;;
+        *) if [ "$_rc" = 0 ]; then echo GOOD; else echo "NO_STATUS:$_rc"; fi ;;
+    esac
 }

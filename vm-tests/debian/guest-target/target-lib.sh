@@ -11,7 +11,7 @@ PV_DISK=/dev/disk/by-id/virtio-pv0
 # The seed's path: the by-id link udev's 63-md-raid-arrays.rules makes from the array name.
 RAID_LINK=/dev/disk/by-id/md-name-nas:iscsi
 RAID_DEV=/dev/md/iscsi
-RAID_KIB=65536            # per-member size given to mdadm, so the array is exactly 64 MiB
+RAID_KIB=32768            # per-member size given to mdadm, so the array is exactly 32 MiB
 VG=vg0
 LV=vm1
 LV_PATH=/dev/$VG/$LV
@@ -76,7 +76,7 @@ raid_fail() { # MEMBER: mark it faulty and take it out of the array; the array r
     [ "$(raid_state)" = "[U_]" ] || [ "$(raid_state)" = "[_U]" ]
 }
 # raid_add MEMBER: add it back; md rebuilds it (no write-intent bitmap: a full recovery of
-# 64 MiB), held at 2 MB/s so that the initiator's I/O certainly runs during the rebuild.
+# 32 MiB), held at 2 MB/s so that the initiator's I/O certainly runs during the rebuild.
 raid_add() {
     echo 2000 > /proc/sys/dev/raid/speed_limit_min
     echo 2000 > /proc/sys/dev/raid/speed_limit_max
@@ -99,7 +99,7 @@ raid_wait_synced() {
     done
     cat /proc/mdstat; return 1
 }
-# raid_members_agree: both members hold the same 64 MiB of data (read at their data offset).
+# raid_members_agree: both members hold the same 32 MiB of data (read at their data offset).
 raid_members_agree() {
     a=$(member_sha "$RAID_A") && b=$(member_sha "$RAID_B") || return 1
     echo "member a: $a"; echo "member b: $b"

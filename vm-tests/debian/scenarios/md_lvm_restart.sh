@@ -35,8 +35,8 @@ guest_main() {
     check same_session ev "[ \"\$(session_id)\" = '$SID' ]"
     check raid_after_restart got "$RAID" /scenario/pat0.bin 8
     check vol_after_restart got "$VOL" /scenario/pat1.bin 16
-    check raid_write_after put "$RAID" /scenario/pat1.bin 40
-    check raid_read_after got "$RAID" /scenario/pat1.bin 40
+    check raid_write_after put "$RAID" /scenario/pat1.bin 24
+    check raid_read_after got "$RAID" /scenario/pat1.bin 24
     check vol_write_after put "$VOL" /scenario/pat0.bin 40
     check vol_read_after got "$VOL" /scenario/pat0.bin 40
     check logout logout
