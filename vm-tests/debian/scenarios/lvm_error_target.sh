@@ -10,7 +10,7 @@
 # summary lines naming the backstore (vm1), not one per failed command. Restoring the
 # table brings LUN 1 back without a restart, with the data from before the failure.
 SCENARIO_TARGETS="rustiscsi"
-SCENARIO_TIMEOUT=300
+SCENARIO_TIMEOUT=480
 # shellcheck source-path=SCRIPTDIR/.. source=guest-target.sh
 . "$VMT_DIR/guest-target.sh"
 

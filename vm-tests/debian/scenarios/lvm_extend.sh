@@ -6,7 +6,7 @@
 # running session (kernel: "Capacity data has changed"); a rescan of the device, no new login,
 # shows 96 MiB; data written to the new space lands on the volume; no I/O failed.
 SCENARIO_TARGETS="rustiscsi"
-SCENARIO_TIMEOUT=240
+SCENARIO_TIMEOUT=480
 # shellcheck source-path=SCRIPTDIR/.. source=guest-target.sh
 . "$VMT_DIR/guest-target.sh"
 

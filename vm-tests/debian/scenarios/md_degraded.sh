@@ -7,7 +7,7 @@
 # I/O (held at 2 MB/s until the initiator has done I/O during it): still none. Afterwards
 # both members hold the same data and every slot reads back.
 SCENARIO_TARGETS="rustiscsi"
-SCENARIO_TIMEOUT=300
+SCENARIO_TIMEOUT=480
 # shellcheck source-path=SCRIPTDIR/.. source=guest-target.sh
 . "$VMT_DIR/guest-target.sh"
 

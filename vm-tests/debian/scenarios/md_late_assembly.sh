@@ -7,7 +7,7 @@
 # by itself (no restart, no reload), the initiator reads the data that was on the array and
 # writes new data, and LUN 1 served I/O without a failure all along.
 SCENARIO_TARGETS="rustiscsi"
-SCENARIO_TIMEOUT=300
+SCENARIO_TIMEOUT=480
 # shellcheck source-path=SCRIPTDIR/.. source=guest-target.sh
 . "$VMT_DIR/guest-target.sh"
 

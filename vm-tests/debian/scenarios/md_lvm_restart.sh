@@ -7,7 +7,7 @@
 # the daemon is restarted (SIGTERM, start) and, in the same session, all of it reads back and
 # new writes land.
 SCENARIO_TARGETS="rustiscsi"
-SCENARIO_TIMEOUT=240
+SCENARIO_TIMEOUT=480
 # shellcheck source-path=SCRIPTDIR/.. source=guest-target.sh
 . "$VMT_DIR/guest-target.sh"
 
