@@ -7,6 +7,8 @@ PKGS=(
   # the kernel initiator runs in a QEMU guest (vm-tests/debian)
   linux-image-amd64 busybox-static kmod open-iscsi e2fsprogs util-linux sg3-utils
   qemu-system-x86 socat cpio
+  # the daemon itself in a QEMU guest on md RAID1 + LVM (vm-tests/debian guest-target mode)
+  mdadm lvm2 dmsetup udev
   # userspace peers: libiscsi's compliance suite and tools, QEMU's iscsi:// driver, tgt
   libiscsi-bin qemu-utils qemu-block-extra tgt
   # power-cut emulation (tests/peers/powercut-fs) and late loop devices

@@ -26,9 +26,11 @@ BINS=(iscsiadm:/sbin/iscsiadm iscsid:/sbin/iscsid mke2fs:/sbin/mke2fs e2fsck:/sb
       sg_turs:/usr/bin/sg_turs sg_luns:/usr/bin/sg_luns sg_persist:/usr/bin/sg_persist
       blockdev:/sbin/blockdev dd:/bin/dd mount:/bin/mount
       umount:/bin/umount kmod:/bin/kmod)
+# raw CDBs with their status and sense, for the guest-target scenarios (guest-target.sh)
+BINS+=(sg_raw:/usr/bin/sg_raw)
 
 versions=$(dpkg-query -W -f='${Package}=${Version}\n' "${PACKAGES[@]}" "linux-image-$KVER" 2>/dev/null | sort)
-key=$( { cat "$0" "$VMT_DIR/guest/init"; echo "$KVER"; echo "$versions"; } | sha256sum | cut -c1-16)
+key=$( { cat "$0" "$VMT_DIR/guest/init" "$VMT_DIR/lib.sh"; echo "$KVER"; echo "$versions"; } | sha256sum | cut -c1-16)
 cached=$VMT_CACHE/initramfs-$KVER-$key.cpio.gz
 
 if [[ ! -s $cached ]]; then
@@ -45,29 +47,18 @@ if [[ ! -s $cached ]]; then
         [[ $a == busybox ]] || ln -sf busybox "$stage/bin/$a"
     done
 
-    copy_lib() { # copy a shared object to the same path in the stage (following symlinks)
-        [[ -e $stage$1 ]] && return 0
-        mkdir -p "$stage$(dirname "$1")"
-        cp -L "$1" "$stage$1"
-    }
     for b in "${BINS[@]}"; do
         name=${b%%:*} path=${b#*:}
         [[ -x $path ]] || vmt_die "$path missing"
         cp -L "$path" "$stage/usr/sbin/$name"
-        while read -r lib; do copy_lib "$lib"; done < <(ldd "$path" | awk '/=> \//{print $3} /^\t\//{print $1}')
+        stage_libs "$stage" "$path"
     done
     for l in modprobe insmod rmmod lsmod depmod modinfo; do ln -sf kmod "$stage/usr/sbin/$l"; done
     ln -sf mke2fs "$stage/usr/sbin/mkfs.ext4"
 
     # Kernel modules with their dependencies, then depmod for the guest's modprobe.
     mdir=/lib/modules/$KVER
-    for m in "${MODS[@]}"; do
-        while read -r _ ko _; do
-            [[ $ko == /* ]] || continue
-            mkdir -p "$stage$(dirname "$ko")"
-            cp "$ko" "$stage$ko"
-        done < <(modprobe -S "$KVER" --show-depends "$m" 2>/dev/null || vmt_die "module $m not found for $KVER")
-    done
+    stage_modules "$stage" "$KVER" "${MODS[@]}"
     cp "$mdir"/modules.{order,builtin,builtin.modinfo} "$stage$mdir/" 2>/dev/null || true
     depmod -b "$stage" "$KVER"
 

@@ -41,3 +41,28 @@ pick_kver() {
     done
     echo "$best"
 }
+
+# stage_libs STAGE PROGRAM: the shared libraries `ldd` lists for PROGRAM, copied to the same
+# paths under STAGE (an initramfs being built), symlinks followed.
+stage_libs() {
+    local lib
+    while read -r lib; do
+        [[ -e $1$lib ]] && continue
+        mkdir -p "$1$(dirname "$lib")"
+        cp -L "$lib" "$1$lib"
+    done < <(ldd "$2" | awk '/=> \//{print $3} /^\t\//{print $1}')
+}
+
+# stage_modules STAGE KVER MODULE...: the kernel modules with their dependencies (as
+# `modprobe --show-depends` resolves them for KVER), copied to the same paths under STAGE.
+stage_modules() {
+    local stage=$1 kver=$2 m ko
+    shift 2
+    for m in "$@"; do
+        while read -r _ ko _; do
+            [[ $ko == /* ]] || continue
+            mkdir -p "$stage$(dirname "$ko")"
+            cp "$ko" "$stage$ko"
+        done < <(modprobe -S "$kver" --show-depends "$m" 2>/dev/null || vmt_die "module $m not found for $kver")
+    done
+}

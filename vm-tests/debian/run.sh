@@ -205,7 +205,7 @@ SH
     qemu-system-x86_64 -accel tcg -cpu max -m "$VM_MEM" -smp "$VM_SMP" \
         -nodefaults -no-user-config -display none -no-reboot \
         -kernel "$KERNEL" -initrd "$WORK/initrd" \
-        -append "console=ttyS0 quiet loglevel=4 panic=1 oops=panic" \
+        -append "console=ttyS0 quiet loglevel=4 panic=1 oops=panic no_timer_check" \
         -serial "file:$WORK/console.log" -serial "file:$WORK/results.log" \
         -netdev "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:${GUEST_PORTAL}-cmd:socat -lf $WORK/socat.log STDIO TCP4:127.0.0.1:$PORT,guestfwd=tcp:${GUEST_PORTAL2}-cmd:socat -lf $WORK/socat2.log STDIO TCP4:127.0.0.1:$PORT2" \
         -device virtio-net-pci,netdev=n0 \
