@@ -296,7 +296,9 @@ impl Session {
         let Stage::Data(w) = &mut t.stage else {
             return;
         };
-        if w.complete() {
+        // Complete only with its buffer: data that came before the budget granted one is
+        // kept aside and moves into the buffer when it is granted.
+        if w.complete() && w.has_buffer() {
             t.stage = Stage::Ready(w.take());
             if t.delivered {
                 self.ready.insert((t.seq, id));

@@ -45,6 +45,13 @@ impl Session {
     }
 
     /// The global budget may have room again (call when the retry timer fires).
+    /// Bytes a read reserves: what the initiator expects, but never more than one command
+    /// can transfer (the SCSI core reads no more), so an EDTL beyond the budget cannot
+    /// wait forever at the head of the queue.
+    pub(super) fn read_reservation(&self, expected_in: u32) -> u64 {
+        u64::from(expected_in.min(self.limits.max_transfer))
+    }
+
     pub(super) fn grant_budget(&mut self, now: Instant) {
         self.budget_retry = None;
         while let Some(&id) = self.budget_wait.front() {
@@ -54,7 +61,7 @@ impl Session {
             };
             let need = match &t.stage {
                 Stage::Data(w) => u64::from(w.edtl()),
-                Stage::Ready(_) => u64::from(t.expected_in),
+                Stage::Ready(_) => self.read_reservation(t.expected_in),
                 _ => 0,
             };
             if need > 0 && !self.reserve(need) {
@@ -82,6 +89,9 @@ impl Session {
 
     /// Grants budget and starts every task that can start.
     pub(super) fn kick(&mut self, now: Instant) {
+        if self.closed {
+            return; // a closed session starts nothing
+        }
         if !self.budget_wait.is_empty() {
             self.grant_budget(now);
         }
@@ -127,7 +137,8 @@ impl Session {
             return;
         }
         if t.expected_in > 0 && t.reserved == 0 {
-            let need = u64::from(t.expected_in);
+            let expected_in = t.expected_in;
+            let need = self.read_reservation(expected_in);
             if self.budget_wait.is_empty() && self.reserve(need) {
                 self.tasks.get_mut(&id).expect("present").reserved = need;
             } else {

@@ -197,3 +197,54 @@ fn a_dropped_session_releases_its_budget() {
     drop(h);
     assert_eq!(pool.used(), 0);
 }
+
+/// Found by the session fuzz target: a write whose data all came as immediate data while
+/// it waited for budget must run with that data, not with an empty buffer.
+#[test]
+fn a_write_complete_before_its_budget_runs_with_its_data() {
+    let pool = Arc::new(BufferPool::new(8 << 20));
+    let mut h = H::with_pool(params(), Limits::default(), pool.clone());
+    let sn = h.next_cmdsn();
+    h.send(write10(1, sn, 0, 16384, true), &[]); // 8 MiB: takes the whole pool
+    assert_eq!(pool.used(), 8 << 20);
+    let sn = h.next_cmdsn();
+    let data: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+    h.send(write10(2, sn, 0, 8, true), &data); // all immediate, no budget yet
+    assert!(h.execs.is_empty(), "must not run before its buffer exists");
+    // The first write is aborted: the pool frees, the second runs with its data.
+    h.send(tmf(crate::iscsi::wire::codes::tmf::ABORT_TASK, 9, h.cmdsn, 0, 1, 1), &[]);
+    h.advance(secs(1));
+    let e = h.execs.pop_front().expect("the second write runs");
+    assert_eq!(e.data_out, data);
+}
+
+/// Found by the session fuzz target: a READ whose EDTL exceeds the session budget reserves
+/// only what a command can transfer, so it runs instead of blocking every later read.
+#[test]
+fn a_read_with_a_huge_edtl_does_not_block_the_queue() {
+    let limits = Limits {
+        session_buffers: 64 << 20,
+        ..Limits::default()
+    };
+    let mut h = H::with(params(), limits);
+    let sn = h.next_cmdsn();
+    let mut huge = read10(1, sn, 0, 1);
+    huge.set_u32_at(20, 1 << 30); // EDTL 1 GiB
+    h.send(huge, &[]);
+    let sn = h.next_cmdsn();
+    h.send(read10(2, sn, 0, 1), &[]);
+    assert_eq!(h.execs.len(), 2);
+}
+
+/// Found by the session fuzz target: once closed, a session starts nothing more.
+#[test]
+fn a_closed_session_starts_nothing() {
+    let mut h = H::new();
+    let lost = h.next_cmdsn();
+    let sn = h.next_cmdsn();
+    h.send(read10(2, sn, 0, 1), &[]); // held behind the hole at `lost`
+    h.s.on_kill(h.now, crate::iscsi::session::Kill::Now("test".into()));
+    h.send(read10(1, lost, 0, 1), &[]); // would fill the hole
+    h.advance(secs(1));
+    assert!(h.execs.is_empty(), "{:?}", h.execs);
+}
