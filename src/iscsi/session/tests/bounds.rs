@@ -212,7 +212,17 @@ fn a_write_complete_before_its_budget_runs_with_its_data() {
     h.send(write10(2, sn, 0, 8, true), &data); // all immediate, no budget yet
     assert!(h.execs.is_empty(), "must not run before its buffer exists");
     // The first write is aborted: the pool frees, the second runs with its data.
-    h.send(tmf(crate::iscsi::wire::codes::tmf::ABORT_TASK, 9, h.cmdsn, 0, 1, 1), &[]);
+    h.send(
+        tmf(
+            crate::iscsi::wire::codes::tmf::ABORT_TASK,
+            9,
+            h.cmdsn,
+            0,
+            1,
+            1,
+        ),
+        &[],
+    );
     h.advance(secs(1));
     let e = h.execs.pop_front().expect("the second write runs");
     assert_eq!(e.data_out, data);
