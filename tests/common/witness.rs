@@ -26,14 +26,24 @@ pub struct Witness {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Runs `c`, retrying (a few times) on UNIT ATTENTION as every real initiator does.
+fn run(s: &mut Session, c: &Cmd, what: &str) -> Result<super::Reply, String> {
+    for _ in 0..4 {
+        let r = s.command(c).map_err(|e| format!("{what}: {e}"))?;
+        if r.status == 2 && r.sense_key().0 == 6 {
+            continue;
+        }
+        return Ok(r);
+    }
+    Err(format!("{what}: unit attention four times in a row"))
+}
+
 fn one_round(s: &mut Session, i: u64) -> Result<(), String> {
     let slot = (i % SLOTS as u64) as u32;
     let lba = slot * BLOCKS as u32;
     let data = pattern(BLOCKS as usize * 512, i as u32 ^ 0x5eed);
     let w = rw10(true, lba, BLOCKS);
-    let r = s
-        .command(&Cmd::write(0, &w, &data))
-        .map_err(|e| format!("witness WRITE {i}: {e}"))?;
+    let r = run(s, &Cmd::write(0, &w, &data), &format!("witness WRITE {i}"))?;
     if r.status != 0 {
         return Err(format!(
             "witness WRITE {i}: status {:#x} {:02x?}",
@@ -42,9 +52,11 @@ fn one_round(s: &mut Session, i: u64) -> Result<(), String> {
         ));
     }
     let rd = rw10(false, lba, BLOCKS);
-    let r = s
-        .command(&Cmd::read(0, &rd, data.len() as u32))
-        .map_err(|e| format!("witness READ {i}: {e}"))?;
+    let r = run(
+        s,
+        &Cmd::read(0, &rd, data.len() as u32),
+        &format!("witness READ {i}"),
+    )?;
     if r.status != 0 {
         return Err(format!(
             "witness READ {i}: status {:#x} {:02x?}",
