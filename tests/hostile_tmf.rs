@@ -20,7 +20,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::initiator::Cmd;
 use common::*;
