@@ -47,7 +47,7 @@ secret_file() { mkdir -p "$WORK/secrets"; printf '%s\n' "$2" > "$WORK/secrets/$1
 toml_daemon() {
     cat <<TOML
 [daemon]
-portals = ["127.0.0.1:$PORT"]
+portals = ["$TARGET_HOST:$PORT"]
 state_dir = "$WORK/state"
 control_socket = "$WORK/control.sock"
 TOML
@@ -86,6 +86,10 @@ scenario_defaults() { # NAME: what a scenario file may override at its top level
     LUN_SIZE=268435456
     SCENARIO_TIMEOUT=150
     DISK_LUN=""
+    # Where the target listens and socat connects (scenario_setup may move it, e.g. onto
+    # a veth in a network namespace: TARGET_NETNS then runs rustiscsid inside it).
+    TARGET_HOST=127.0.0.1
+    TARGET_NETNS=""
     guest_env() { :; }
     scenario_setup() { :; }
     scenario_cleanup() { :; }
@@ -203,7 +207,7 @@ SH
         -kernel "$KERNEL" -initrd "$WORK/initrd" \
         -append "console=ttyS0 quiet loglevel=4 panic=1 oops=panic" \
         -serial "file:$WORK/console.log" -serial "file:$WORK/results.log" \
-        -netdev "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:${GUEST_PORTAL}-cmd:socat -lf $WORK/socat.log STDIO TCP4:127.0.0.1:$PORT" \
+        -netdev "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:${GUEST_PORTAL}-cmd:socat -lf $WORK/socat.log STDIO TCP4:$TARGET_HOST:$PORT" \
         -device virtio-net-pci,netdev=n0 \
         </dev/null >"$WORK/qemu.log" 2>&1 &
     qemu_pid=$!
