@@ -5,7 +5,24 @@
 //!
 //! Observed on the code before the session core (main at 7eb3a12), `cargo test --test
 //! hostile_framing -- --ignored`:
-//! RESULTS-PLACEHOLDER
+//! - `defect1_empty_nop_out_with_data_digest_keeps_the_stream_in_sync`: the empty ping is
+//!   never answered (Timeout): the daemon waits for a 4-byte digest that is not sent.
+//! - `defect1_answers_to_target_pings_with_data_digest_keep_the_stream_in_sync`: Timeout
+//!   after the first answered NOP-In (the stream is out of sync).
+//! - `defect1_empty_text_with_data_digest_keeps_the_stream_in_sync`: Timeout.
+//! - `defect1_write_without_immediate_data_with_data_digest`: the WRITE times out.
+//! - `defect4_truncated_header_*`, `defect4_partial_pdu_*`,
+//!   `defect4_sixteen_mib_data_segment_length_then_silence`,
+//!   `defect4_huge_ahs_announced_then_silence`, `defect4_garbage_after_login_*`,
+//!   `defect4_random_garbage_after_login_*`: "connection still open after 12s".
+//! - `defect4_slowloris_login_one_byte_per_second`: still open after 12 s (13 bytes sent).
+//! - `defect4_slowloris_in_full_feature_phase_one_byte_per_second`: still open after 12 s.
+//!
+//! Passing today and kept as guards: `raw_initiator_and_witness_work`,
+//! `sixteen_mib_data_segment_delivered_whole_is_not_buffered`,
+//! `huge_ahs_delivered_whole_is_refused_or_closed`,
+//! `bad_header_digest_closes_only_that_connection`,
+//! `bad_data_digest_never_lands_and_the_session_stays_usable_or_closes`.
 
 mod common;
 
@@ -140,10 +157,17 @@ fn defect1_empty_text_with_data_digest_keeps_the_stream_in_sync() {
     let itt = s.itt();
     let b = s.text_header(itt, RESERVED_TAG, true, false);
     s.send(&b, &[]).unwrap();
+    // A Text Response or a Reject: either way the next PDU must be read in sync.
     let r = s
-        .recv_matching(Duration::from_secs(5), |p| p.bhs.itt() == itt)
+        .recv_matching(Duration::from_secs(5), |p| {
+            p.bhs.itt() == itt || p.op() == Opcode::REJECT
+        })
         .expect("an answer to the empty Text Request");
-    assert_eq!(r.op(), Opcode::TEXT_RESPONSE);
+    assert!(
+        matches!(r.op(), Opcode::TEXT_RESPONSE | Opcode::REJECT),
+        "{:?}",
+        r.op()
+    );
     assert_eq!(s.ping(b"sync").unwrap(), b"sync");
     w.finish();
     d.assert_healthy();

@@ -14,7 +14,19 @@
 //!
 //! Observed on the code before the session core (main at 7eb3a12), `cargo test --test
 //! hostile_memory -- --ignored`:
-//! RESULTS-PLACEHOLDER
+//! - `defect3_peer_that_never_reads_1mib_reads_stays_under_the_budget`: RSS 112 MiB
+//!   (baseline 12 + 64 + 32 = 108) within a fraction of a second; the loop stops there.
+//! - `defect3_peer_that_never_reads_64kib_nop_outs_stays_under_the_budget`: RSS 108 MiB
+//!   (limit 108).
+//! - `defect3_immediate_32mib_writes_whose_data_never_comes_are_bounded`: address space
+//!   884 MiB (limit 147 + 64 + 512 = 723) after ~20 commands.
+//! - `defect4_peer_that_stops_reading_is_dropped_after_the_send_timeout`: its session is
+//!   still listed 23 s later.
+//! - `defect3_255_idle_discovery_sessions_do_not_lock_out_logins` and
+//!   `defect3_1000_idle_connections_and_300_discovery_sessions_then_a_normal_login`: "no
+//!   normal login within 10 s" (the connection is dropped at max_connections).
+//!
+//! Passing today: `pusher_keeps_pdus_whole` (the helper's own check).
 
 mod common;
 

@@ -7,7 +7,20 @@
 //!
 //! Observed on the code before the session core (main at 7eb3a12), `cargo test --test
 //! hostile_sequence -- --ignored`:
-//! RESULTS-PLACEHOLDER
+//! - `defect5_commands_after_a_reject_are_held_not_dropped`: CmdSN n+1 never answered.
+//! - `defect5_abort_task_for_a_cmdsn_never_received_fills_the_hole`: ABORT TASK answers
+//!   TASK DOES NOT EXIST (1), the held command is never run.
+//! - `defect5_an_immediate_command_does_not_shrink_the_window`: the 8th WRITE of the
+//!   advertised window is dropped (Timeout).
+//! - `defect6_duplicate_data_out_offsets_*`, `defect6_overlapping_data_out_*`: GOOD, but
+//!   the blocks hold other data (a hole).
+//! - `defect6_wrong_datasn_*`, `defect6_data_past_the_transfer_length_*`,
+//!   `defect6_unknown_ttt_*`: a Reject, then the task is gone without a response (ABORT
+//!   TASK: TASK DOES NOT EXIST).
+//! - `defect6_early_f_bit_in_a_solicited_burst_is_not_a_hang`: neither answered nor
+//!   rejected: the initiator waits forever.
+//! - `defect6_fewer_unsolicited_bytes_than_first_burst_length_*`: only R2T [64K, 128K)
+//!   comes, never one for [16K, 64K); the WRITE never completes.
 
 mod common;
 

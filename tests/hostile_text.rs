@@ -9,7 +9,20 @@
 //!
 //! Observed on the code before the session core (main at 7eb3a12), `cargo test --test
 //! hostile_text -- --ignored`:
-//! RESULTS-PLACEHOLDER
+//! - `defect7_30000_keys_in_one_text_pdu_cost_bounded_cpu`: 5.8-7.3 s of daemon CPU for
+//!   one PDU (bound 0.5 s).
+//! - `defect7_7000_keys_in_a_continued_login_cost_bounded_cpu`: 0.88-0.91 s before any
+//!   authentication.
+//! - `defect8_hex_numeric_values_in_login_keys`: MaxBurstLength=0x40000 answered "Reject".
+//! - `defect8_multi_pdu_text_request_with_the_c_bit`: the first part is rejected (reason
+//!   0x04, protocol error).
+//! - `defect8_target_proposes_keys_where_its_config_is_stricter_than_the_rfc_default`: the
+//!   target sends no ImmediateData / MaxBurstLength / FirstBurstLength of its own.
+//! - `login_responses_never_exceed_the_8192_byte_login_default` (not in issue 8's list,
+//!   found here): one login response of 140016 bytes.
+//!
+//! Passing today: `random_cdbs_of_every_opcode_always_get_a_scsi_response` (2048 CDBs:
+//! 54 GOOD, 1994 CHECK CONDITION, every one answered).
 
 mod common;
 
@@ -280,9 +293,19 @@ fn random_cdbs_of_every_opcode_always_get_a_scsi_response() {
     let mut rng = Rng(0x0dd_ba11_cafe_f00d);
     let mut statuses = std::collections::BTreeMap::new();
     for op in 0..=255u8 {
-        for _ in 0..6 {
+        for k in 0..8 {
             let mut cdb = [0u8; 16];
-            rng.fill(&mut cdb);
+            if k % 2 == 0 {
+                rng.fill(&mut cdb);
+            } else {
+                // Sparse: mostly zeros (valid-looking fields, small lengths), two random
+                // bytes inside the group's CDB length, so handlers run, not only checks.
+                let len = rustiscsi::scsi::cdb::cdb_len(op).max(6);
+                for _ in 0..2 {
+                    let at = 1 + (rng.next() as usize) % (len - 2);
+                    cdb[at] = rng.next() as u8;
+                }
+            }
             cdb[0] = op;
             let mut data = vec![0u8; 512 * (1 + (rng.next() % 8) as usize)];
             rng.fill(&mut data);
@@ -304,7 +327,7 @@ fn random_cdbs_of_every_opcode_always_get_a_scsi_response() {
             *statuses.entry(r.status).or_insert(0u32) += 1;
         }
     }
-    eprintln!("statuses over 1536 random CDBs: {statuses:?}");
+    eprintln!("statuses over 2048 random CDBs: {statuses:?}");
     assert!(s.ping(b"alive").is_ok());
     w.finish();
     d.assert_healthy();

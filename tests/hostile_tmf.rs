@@ -16,7 +16,13 @@
 //!
 //! Observed on the code before the session core (main at 7eb3a12), `cargo test --test
 //! hostile_tmf -- --ignored`:
-//! RESULTS-PLACEHOLDER
+//! - `defect2_logical_unit_reset_aborts_the_tasks_of_other_sessions`,
+//!   `defect2_target_warm_reset_aborts_the_tasks_of_other_sessions`: B gets the unit
+//!   attention, but its WRITE, sent after the reset, completes GOOD and lands.
+//! - `defect2_target_warm_reset_reaches_lus_the_resetting_session_does_not_see`: no unit
+//!   attention for B and its WRITE completes GOOD.
+//! - `defect2_clear_task_set_clears_the_tasks_of_other_sessions`: no unit attention, the
+//!   WRITE completes GOOD.
 
 mod common;
 
