@@ -7,6 +7,8 @@ PKGS=(
   # the kernel initiator runs in a QEMU guest (vm-tests/debian)
   linux-image-amd64 busybox-static kmod open-iscsi e2fsprogs util-linux sg3-utils
   qemu-system-x86 socat cpio
+  # vm-tests/debian vanished_link: the target in a network namespace behind a veth pair
+  iproute2
   # userspace peers: libiscsi's compliance suite and tools, QEMU's iscsi:// driver, tgt
   libiscsi-bin qemu-utils qemu-block-extra tgt
   # parse the Nix files

@@ -43,7 +43,7 @@ fi
 # Helpers for scenario host parts ---------------------------------------------------------
 # secret_file NAME VALUE: writes a CHAP secret file, prints its path.
 secret_file() { mkdir -p "$WORK/secrets"; printf '%s\n' "$2" > "$WORK/secrets/$1"; chmod 600 "$WORK/secrets/$1"; echo "$WORK/secrets/$1"; }
-# toml_daemon: the [daemon] table for this run.
+# toml_daemon: the [daemon] table for this run (plus the scenario's TOML_DAEMON_EXTRA lines).
 toml_daemon() {
     cat <<TOML
 [daemon]
@@ -51,6 +51,7 @@ portals = ["$TARGET_HOST:$PORT"]
 state_dir = "$WORK/state"
 control_socket = "$WORK/control.sock"
 TOML
+    [[ -z ${TOML_DAEMON_EXTRA:-} ]] || printf '%s\n' "$TOML_DAEMON_EXTRA"
 }
 # toml_acl_target [LINE...]: daemon, disk0 as LUN 0 and an ACL for $INITIATOR whose table
 # holds the given lines (e.g. its CHAP credentials).
@@ -90,6 +91,7 @@ scenario_defaults() { # NAME: what a scenario file may override at its top level
     # a veth in a network namespace: TARGET_NETNS then runs rustiscsid inside it).
     TARGET_HOST=127.0.0.1
     TARGET_NETNS=""
+    TOML_DAEMON_EXTRA=""
     guest_env() { :; }
     scenario_setup() { :; }
     scenario_cleanup() { :; }

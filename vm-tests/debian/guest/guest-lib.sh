@@ -287,3 +287,11 @@ quick_suite() {
     check logout logout
     check disk_gone wait_no_disk "$DISK_LUN"
 }
+# roundtrip DEV MIB AT: MIB MiB of random data written with O_DIRECT at AT MiB, read back
+# and compared.
+roundtrip() {
+    dd if=/dev/urandom of=/tmp/rt bs=1M count="$2" 2>/dev/null &&
+        dd if=/tmp/rt of="$1" bs=1M seek="$3" oflag=direct conv=notrunc 2>/dev/null &&
+        dd if="$1" of=/tmp/rt.back bs=1M skip="$3" count="$2" iflag=direct 2>/dev/null &&
+        cmp /tmp/rt /tmp/rt.back
+}

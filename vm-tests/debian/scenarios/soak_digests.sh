@@ -6,24 +6,12 @@
 # nothing in dmesg or iscsid's log about connection errors or recovery, and the target
 # saw exactly one login.
 SCENARIO_TARGETS="rustiscsi tgt"
-SCENARIO_TIMEOUT=300
 SOAK_SECS=${SOAK_SECS:-120}
 
-rustiscsi_config() {
-    toml_acl_target
-    cat <<TOML
-
-[iscsi]
-header_digest = ["CRC32C", "None"]
-data_digest = ["CRC32C", "None"]
-TOML
-}
-
-tgt_setup() {
-    tgt_basic_target
-    TGTADM --mode target --op update --tid 1 --name HeaderDigest --value CRC32C,None
-    TGTADM --mode target --op update --tid 1 --name DataDigest --value CRC32C,None
-}
+# The target side is the digests scenario's (CRC32C offered by rustiscsid and tgt).
+# shellcheck source-path=SCRIPTDIR source=digests.sh
+. "$SCEN_DIR/digests.sh"
+SCENARIO_TIMEOUT=300
 
 guest_env() { echo "SOAK_SECS='$SOAK_SECS'"; }
 
@@ -53,12 +41,6 @@ conn_trouble() {
     return 1
 }
 no_conn_trouble() { ! conn_trouble; }
-soak_io() { # DEV: 16 MiB of random data, O_DIRECT, read back and compared
-    dd if=/dev/urandom of=/tmp/soak bs=1M count=16 2>/dev/null &&
-        dd if=/tmp/soak of="$1" bs=256K seek=64 oflag=direct conv=notrunc 2>/dev/null &&
-        dd if="$1" of=/tmp/soak.back bs=256K skip=64 count=64 iflag=direct 2>/dev/null &&
-        cmp /tmp/soak /tmp/soak.back
-}
 guest_main() {
     need iscsid_start iscsi_start
     need node_record node_new
@@ -71,7 +53,7 @@ guest_main() {
     STEP_TIMEOUT=$((SOAK_SECS + 30)) check idle sleep "$SOAK_SECS"
     check same_session ev "[ \"\$(session_id)\" = '$SID' ]"
     check no_connection_errors no_conn_trouble
-    check io_after_idle soak_io "$DEV"
+    check io_after_idle roundtrip "$DEV" 16 16
     check still_same_session ev "[ \"\$(session_id)\" = '$SID' ]"
     host_event one_login
     check logout logout

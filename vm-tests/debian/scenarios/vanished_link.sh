@@ -17,7 +17,7 @@ SCENARIO_TIMEOUT=400
 # went (idle between PDUs: NOP-In after 2 s, unanswered 3 s later; inside a PDU: the PDU
 # deadline; sending: the send timeout), it is found dead within 5 s; TCP keepalive is the
 # backstop. VANISH_BOUND adds 10 s of slack for a loaded host under TCG.
-VANISH_TIMEOUTS='nop_interval_secs = 2
+TOML_DAEMON_EXTRA='nop_interval_secs = 2
 nop_timeout_secs = 3
 pdu_timeout_secs = 5
 send_timeout_secs = 5
@@ -26,6 +26,7 @@ VANISH_BOUND=15
 RUSTISCSI=${RUSTISCSI:-$VMT_ROOT/target/release/rustiscsi}
 
 scenario_setup() {
+    ensure_packages iproute2
     local n=$((PORT % 250 + 1))
     VANISH_NS="vmt-vanish-$PORT"
     VANISH_HOST_IF="vh$PORT"
@@ -48,16 +49,6 @@ scenario_cleanup() {
 }
 
 rustiscsi_config() { toml_acl_target; }
-# toml_acl_target prints the [daemon] table with this: the veth portal and the timeouts.
-toml_daemon() {
-    cat <<TOML
-[daemon]
-portals = ["$TARGET_HOST:$PORT"]
-state_dir = "$WORK/state"
-control_socket = "$WORK/control.sock"
-$VANISH_TIMEOUTS
-TOML
-}
 
 # Sessions of the test initiator the daemon still lists ("error" if it cannot be asked).
 initiator_sessions() {
@@ -134,12 +125,6 @@ long_write_reads_back() {
     done
 }
 logged_in() { iscsiadm -m session -P 1 | grep -q 'iSCSI Session State: LOGGED_IN'; }
-after_io() { # DEV: written after the reconnection, read back
-    dd if=/dev/urandom of=/tmp/after bs=1M count=8 2>/dev/null &&
-        dd if=/tmp/after of="$1" bs=256K seek=512 oflag=direct conv=notrunc 2>/dev/null &&
-        dd if="$1" of=/tmp/after.back bs=256K skip=512 count=32 iflag=direct 2>/dev/null &&
-        cmp /tmp/after /tmp/after.back
-}
 guest_main() {
     need iscsid_start iscsi_start
     need node_record node_new
@@ -157,7 +142,7 @@ guest_main() {
     check logged_in_again logged_in
     host_event relogin
     check data_written_through_the_outage long_write_reads_back "$DEV"
-    check io_after_reconnect after_io "$DEV"
+    check io_after_reconnect roundtrip "$DEV" 8 128
     check logout logout
 }
 GUEST
