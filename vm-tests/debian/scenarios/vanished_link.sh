@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # SCENARIO_* are read by run.sh
 # vanished_link (issue 8, defect 4): the initiator's network vanishes in the middle of a
-# long write, without a RST (a pulled cable), while parallel readers keep 16 MiB of
+# long write, without a RST (a pulled cable), while parallel readers keep up to 64 MiB of
 # Data-In outstanding (more than the two TCP socket buffers hold, so the target's sends
 # stall as well: a writer blocked on a dead peer must not pin the session). rustiscsid runs in a network namespace and
 # listens on one end of a veth pair; socat's leg to it crosses the veth, whose host end
@@ -97,10 +97,10 @@ long_write() { # DEV: 4 x 32 MiB O_DIRECT at 0, 32, 64, 96 MiB in the background
         echo "chunk $i written" >> /tmp/long.log
      done; touch /tmp/long.done) &
 }
-readers() { # DEV: 4 parallel O_DIRECT readers, 32 MiB each in 4 MiB requests
+readers() { # DEV: 8 parallel O_DIRECT readers, 32 MiB each in 8 MiB requests
     rm -f /tmp/readers.log
-    for r in 0 1 2 3; do
-        (dd if="$1" of=/dev/null bs=4M count=8 skip=$((40 + r * 8)) iflag=direct 2>/dev/null ||
+    for r in 0 1 2 3 4 5 6 7; do
+        (dd if="$1" of=/dev/null bs=8M count=4 skip=$((16 + (r % 4) * 4)) iflag=direct 2>/dev/null ||
             echo "reader $r failed" >> /tmp/readers.log
          echo "reader $r finished" >> /tmp/readers.log) &
     done
@@ -111,7 +111,7 @@ long_write_done() {
     ! grep -q failed /tmp/long.log && [ "$(grep -c '^128+0 records out' /tmp/long.log)" = 4 ]
 }
 readers_done() {
-    while [ "$(grep -c finished /tmp/readers.log 2>/dev/null)" != 4 ]; do sleep 0.5; done
+    while [ "$(grep -c finished /tmp/readers.log 2>/dev/null)" != 8 ]; do sleep 0.5; done
     cat /tmp/readers.log
     ! grep -q failed /tmp/readers.log
 }
