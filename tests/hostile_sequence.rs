@@ -147,10 +147,11 @@ fn defect5_an_immediate_command_does_not_shrink_the_window() {
     let mut c = Cmd::write(0, &cdb, &data);
     c.immediate = true;
     let imm = s.start_command(&c).unwrap();
-    s.recv_matching(Duration::from_secs(10), |p| {
-        p.op() == Opcode::R2T && p.bhs.itt() == imm
-    })
-    .expect("R2T of the immediate WRITE");
+    let imm_r2t = s
+        .recv_matching(Duration::from_secs(10), |p| {
+            p.op() == Opcode::R2T && p.bhs.itt() == imm
+        })
+        .expect("R2T of the immediate WRITE");
     // Then WRITEs filling the window the initiator was given.
     let mut itts = Vec::new();
     while common::initiator::sn_lt(s.cmdsn, s.max_cmdsn.wrapping_add(1)) {
@@ -165,6 +166,8 @@ fn defect5_an_immediate_command_does_not_shrink_the_window() {
             .unwrap_or_else(|e| panic!("WRITE {i} of 8 in the window: {e}"));
         assert_eq!(r.status, 0, "WRITE {i}");
     }
+    // Now the immediate WRITE's data, for the R2T it got at the start.
+    s.send_sequence(imm, imm_r2t.bhs.ttt(), 0, &data).unwrap();
     let r = s.finish_command(imm, &data).expect("the immediate WRITE");
     assert!(
         r.status == 0 || r.status == 0x08 || r.status == 0x28,

@@ -1,8 +1,9 @@
 //! Hostile peers against the real daemon, part 5: task management across sessions
 //! (issue 8, defect 2). A LOGICAL UNIT RESET, TARGET WARM RESET or CLEAR TASK SET from
 //! one session aborts the tasks of every I_T nexus on the unit (SAM-5; the control mode
-//! page says TST=000b, a shared task set, and TAS=0), not only its own, and the other
-//! nexus sees the unit attention. The task of the other session is a WRITE waiting for
+//! page says TST=000b, a shared task set), not only its own, and the other nexus learns
+//! it: TASK ABORTED status when the page says TAS=1, the unit attention otherwise (and
+//! after a reset always). The task of the other session is a WRITE waiting for
 //! its solicited data, so no slow backstore is needed. Aborts during backstore I/O are
 //! covered by the lead's state-machine and SCSI-core tests.
 //!
@@ -57,10 +58,36 @@ fn sense_of(p: &Pdu) -> (u8, u8, u8) {
     }
 }
 
+/// The TAS bit of the control mode page (MODE SENSE(6), page 0Ah): with TAS=1 a task
+/// aborted by another nexus ends with TASK ABORTED status, with TAS=0 without status.
+fn tas(s: &mut Session, lun: u64) -> bool {
+    let r = s
+        .command(&Cmd::read(lun, &[0x1a, 0x08, 0x0a, 0, 255, 0], 255))
+        .expect("MODE SENSE control page");
+    assert_eq!(
+        r.status,
+        0,
+        "MODE SENSE control page: {:02x?}",
+        r.sense_key()
+    );
+    let page = &r.data[4 + r.data[3] as usize..];
+    assert_eq!(page[0] & 0x3f, 0x0a, "control mode page");
+    page[5] & 0x40 != 0
+}
+
 /// Session A (the resetter) sends TMF `function`; session B (the bystander) has a WRITE
-/// on `lun` waiting for its data. B's next command must see a unit attention with `asc`,
-/// B's WRITE must not complete GOOD when its data comes, and the data must not land. `acl`: A sees only LUN 0 (B sees every LUN); otherwise demo mode.
-fn tmf_reaches_the_other_session(function: u8, lun: u64, asc: u8, acl: bool, what: &str) {
+/// on `lun` waiting for its data. B's WRITE must not complete GOOD when its data comes
+/// (with TAS=1 it ends with TASK ABORTED), the data must not land, and B's next command
+/// must see a unit attention with `asc` (`ua_with_tas`: also when TAS=1; CLEAR TASK SET
+/// owes COMMANDS CLEARED BY ANOTHER INITIATOR only with TAS=0). `acl`: A sees only LUN 0 (B sees every LUN); otherwise demo mode.
+fn tmf_reaches_the_other_session(
+    function: u8,
+    lun: u64,
+    asc: u8,
+    ua_with_tas: bool,
+    acl: bool,
+    what: &str,
+) {
     let setup = common::daemon::Setup {
         target: if acl {
             format!(
@@ -78,6 +105,7 @@ fn tmf_reaches_the_other_session(function: u8, lun: u64, asc: u8, acl: bool, wha
     let mut b = session(&d, BYSTANDER, 2);
     let (old, new) = (pattern(4096, 40), pattern(4096, 41));
     b.write_ok(lun, 400, &old);
+    let tas = tas(&mut b, lun);
     // B's WRITE is in the task set, waiting for its data.
     let cdb = rw10(true, 400, 8);
     let itt = b.start_command(&Cmd::write(lun, &cdb, &new)).unwrap();
@@ -111,11 +139,20 @@ fn tmf_reaches_the_other_session(function: u8, lun: u64, asc: u8, acl: bool, wha
         !matches!(write, Some((0, _))),
         "{what} from another session did not abort B's WRITE: it completed GOOD"
     );
-    assert_eq!(
-        (tur.status, tur.sense_key().0, tur.sense_key().1),
-        (2, 6, asc),
-        "{what}: B's first command after it: UNIT ATTENTION with ASC {asc:#04x}"
-    );
+    if tas {
+        assert!(
+            matches!(write, Some((0x40, _))),
+            "{what}: TAS=1, so B's aborted WRITE ends with TASK ABORTED, not {write:?}"
+        );
+    }
+    if ua_with_tas || !tas {
+        assert_eq!(
+            (tur.status, tur.sense_key().0, tur.sense_key().1),
+            (2, 6, asc),
+            "{what} (TAS={}): B's first command after it: UNIT ATTENTION with ASC {asc:#04x}",
+            tas as u8
+        );
+    }
     // B reads the blocks back (the UA is consumed now).
     assert_eq!(
         b.read_ok(lun, 400, 8),
@@ -129,26 +166,40 @@ fn tmf_reaches_the_other_session(function: u8, lun: u64, asc: u8, acl: bool, wha
 #[test]
 #[ignore = "issue 8: fails until the session core lands"]
 fn defect2_logical_unit_reset_aborts_the_tasks_of_other_sessions() {
-    tmf_reaches_the_other_session(LOGICAL_UNIT_RESET, 0, 0x29, false, "LOGICAL UNIT RESET");
+    tmf_reaches_the_other_session(
+        LOGICAL_UNIT_RESET,
+        0,
+        0x29,
+        true,
+        false,
+        "LOGICAL UNIT RESET",
+    );
 }
 
 #[test]
 #[ignore = "issue 8: fails until the session core lands"]
 fn defect2_target_warm_reset_aborts_the_tasks_of_other_sessions() {
-    tmf_reaches_the_other_session(TARGET_WARM_RESET, 0, 0x29, false, "TARGET WARM RESET");
+    tmf_reaches_the_other_session(TARGET_WARM_RESET, 0, 0x29, true, false, "TARGET WARM RESET");
 }
 
 #[test]
 #[ignore = "issue 8: fails until the session core lands"]
 fn defect2_target_warm_reset_reaches_lus_the_resetting_session_does_not_see() {
     // TARGET WARM RESET resets every LU of the target, not those in the sender's LUN map.
-    tmf_reaches_the_other_session(TARGET_WARM_RESET, 1, 0x29, true, "TARGET WARM RESET (ACL)");
+    tmf_reaches_the_other_session(
+        TARGET_WARM_RESET,
+        1,
+        0x29,
+        true,
+        true,
+        "TARGET WARM RESET (ACL)",
+    );
 }
 
 #[test]
 #[ignore = "issue 8: fails until the session core lands"]
 fn defect2_clear_task_set_clears_the_tasks_of_other_sessions() {
     // TST=000b: one task set shared by every I_T nexus; with TAS=0 the other nexus gets
-    // COMMANDS CLEARED BY ANOTHER INITIATOR (2Fh/00h).
-    tmf_reaches_the_other_session(CLEAR_TASK_SET, 0, 0x2f, false, "CLEAR TASK SET");
+    // COMMANDS CLEARED BY ANOTHER INITIATOR (2Fh/00h), with TAS=1 TASK ABORTED status.
+    tmf_reaches_the_other_session(CLEAR_TASK_SET, 0, 0x2f, false, false, "CLEAR TASK SET");
 }
