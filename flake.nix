@@ -14,55 +14,14 @@
       ];
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-      cargoToml = lib.importTOML ./Cargo.toml;
-
-      rustiscsiFor =
-        pkgs:
-        pkgs.rustPlatform.buildRustPackage {
-          pname = "rustiscsi";
-          inherit (cargoToml.package) version;
-
-          # Only what cargo needs: edits to Nix files, docs or VM tests do not rebuild the daemon.
-          src = lib.fileset.toSource {
-            root = ./.;
-            fileset = lib.fileset.unions [
-              ./Cargo.toml
-              ./Cargo.lock
-              ./src
-              # read by the unit tests (every example must validate)
-              ./examples
-              (lib.fileset.maybeMissing ./tests)
-              (lib.fileset.maybeMissing ./benches)
-            ];
-          };
-
-          # No hash needed as long as every dependency comes from crates.io
-          # (git dependencies would need cargoLock.outputHashes).
-          cargoLock.lockFile = ./Cargo.lock;
-
-          # `cargo test` runs in the sandbox: no network, no KVM, no open-iscsi. Tests that need
-          # those (the Debian QEMU runner, interop against tgt/libiscsi) must be `#[ignore]`d or
-          # listed here as `--skip <name>`; the NixOS VM tests in ./vm-tests cover them instead.
-          # Today no test needs skipping.
-          checkFlags = [ ];
-
-          meta = {
-            description = cargoToml.package.description;
-            license = with lib.licenses; [
-              mit
-              asl20
-            ];
-            mainProgram = "rustiscsi";
-            platforms = lib.platforms.linux;
-          };
-        };
-
-      # The module the flake exports: the plain module plus our package as the default.
+      # The flake's module: the plain module, with the package built by callPackage from the
+      # configuration's own pkgs - its nixpkgs, overlays and cross settings - not from this
+      # flake's nixpkgs input.
       nixosModule =
-        { pkgs, ... }:
+        { lib, pkgs, ... }:
         {
-          imports = [ ./nixos-module ];
-          services.rustiscsi.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.rustiscsi;
+          imports = [ ./nixos-module/default.nix ];
+          services.rustiscsi.package = lib.mkDefault (pkgs.callPackage ./package.nix { });
         };
 
       nasSystem =
@@ -74,30 +33,14 @@
             ./images/nas.nix
           ];
         };
-
-      vmTestsFor =
-        pkgs:
-        let
-          vmTest =
-            file:
-            pkgs.testers.runNixOSTest {
-              imports = [ file ];
-              defaults.imports = [ self.nixosModules.default ];
-            };
-        in
-        {
-          vm-target-initiator = vmTest ./vm-tests/target-initiator.nix;
-          vm-reload-add-lun = vmTest ./vm-tests/reload-add-lun.nix;
-          vm-appliance = vmTest ./vm-tests/appliance.nix;
-        };
     in
     {
-      overlays.default = final: _prev: { rustiscsi = rustiscsiFor final; };
+      overlays.default = final: _prev: { rustiscsi = final.callPackage ./package.nix { }; };
 
       packages = forAllSystems (
         pkgs:
         let
-          rustiscsi = rustiscsiFor pkgs;
+          rustiscsi = pkgs.callPackage ./package.nix { };
           nas = self.nixosConfigurations."nas-${pkgs.stdenv.hostPlatform.system}".config;
         in
         {
@@ -118,12 +61,17 @@
         nas-aarch64-linux = nasSystem "aarch64-linux";
       };
 
+      # The package (its build runs `cargo test`) and its passthru.tests: the VM tests of
+      # vm-tests/ (package.nix), which need a builder with KVM.
       checks = forAllSystems (
         pkgs:
+        let
+          rustiscsi = self.packages.${pkgs.stdenv.hostPlatform.system}.rustiscsi;
+        in
         {
-          package = self.packages.${pkgs.stdenv.hostPlatform.system}.rustiscsi;
+          package = rustiscsi;
         }
-        // vmTestsFor pkgs
+        // rustiscsi.passthru.tests
       );
 
       devShells = forAllSystems (pkgs: {

@@ -3,13 +3,20 @@
 #
 #  1. installs nix-bin with apt if nix-instantiate is missing;
 #  2. `nix-instantiate --parse` on every *.nix file of the repository;
-#  3. evaluates nixos-module/ with nixpkgs' lib + stubs (the shared nix-eval/check.sh) — only
-#     when a nixpkgs lib is available (NIXLIB=<dir with lib/default.nix>, or NIX_EVAL=<path of
-#     check.sh> with NIXLIB_MIRROR); otherwise it says clearly that this step was SKIPPED;
-#     when it runs, it also re-renders every good example and compares it with the committed
-#     fixture nixos-module/examples/rendered/<name>.toml.
+#  3. when a nixpkgs lib is available (NIXLIB=<dir with default.nix>, /tmp/nixlib/lib, or
+#     NIXLIB_MIRROR=<git dir of nix-community/nixpkgs.lib>) and the shared evaluator (../shared/nix-eval/check.sh, or
+#     NIX_EVAL=<path of check.sh>): evaluates, with the project's extra declarations and
+#     invariants (.ci/nix-eval/stubs.nix, .ci/nix-eval/invariants.nix),
+#       - nixos-module/ with every example (nixos-module/examples/*.nix; *.fail.nix must fail),
+#       - the appliance images/nas.nix (x86_64) and its image variants, the appliance for
+#         aarch64 and nixosConfigurations.nas as flake.nix assembles it (.ci/nix-eval/systems/),
+#       - every node of every VM test (vm-tests/*.nix but common.nix), as runNixOSTest builds
+#         it (.ci/nix-eval/vm-node.nix), with the test script checked against the node;
+#     then compares the image file names the evaluation reports with images/README.md, and
+#     every good example's TOML with its committed fixture nixos-module/examples/rendered/.
+#     Without a lib this step says plainly that it was SKIPPED (CI cannot fetch one).
 # The fixtures themselves are what CI checks against the daemon (`rustiscsid --check`).
-# Real builds, `nix flake check` and the VM tests need a machine with Nix (see nixos-module/README.md).
+# Real builds, `nix flake check` and the VM tests need a machine with Nix and KVM (README).
 # Last line: "N passed, M failed"; exit status 1 when M > 0.
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,33 +51,99 @@ while IFS= read -r -d '' f; do
 done < <(find "$root" \( -name .git -o -name target -o -name 'result*' -o -name node_modules \) -prune -o -type f -name '*.nix' -print0 | sort -z)
 
 echo
-echo "== module evaluation (lib.evalModules with stubs)"
+echo "== evaluation (nixpkgs lib + nix-eval stubs + .ci/nix-eval)"
 check="${NIX_EVAL:-}"
 if [ -z "$check" ]; then
   for c in "$root/../shared/nix-eval/check.sh" /work/shared/nix-eval/check.sh; do
     [ -x "$c" ] && { check="$c"; break; }
   done
 fi
-have_lib=0
-if [ -n "${NIXLIB:-}" ] && [ -f "$NIXLIB/default.nix" ]; then have_lib=1; fi
-if [ -n "${NIXLIB_MIRROR:-}" ] && [ -d "$NIXLIB_MIRROR" ]; then have_lib=1; fi
-if [ -z "$check" ] || [ ! -x "$check" ] || [ "$have_lib" = 0 ]; then
-  echo "SKIPPED: module evaluation needs nixpkgs' lib (set NIXLIB=/path/to/nixpkgs/lib or"
-  echo "         NIXLIB_MIRROR=<git dir of nix-community/nixpkgs.lib>) and nix-eval/check.sh"
-  echo "         (set NIX_EVAL=/path/to/check.sh). CI has no network to fetch them; the committed"
-  echo "         fixtures nixos-module/examples/rendered/*.toml are checked with rustiscsid instead."
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+lib=""
+if [ -n "${NIXLIB:-}" ] && [ -f "$NIXLIB/default.nix" ]; then
+  lib="$NIXLIB"
+elif [ -z "${NIXLIB:-}" ] && [ -f /tmp/nixlib/lib/default.nix ]; then
+  lib=/tmp/nixlib/lib # nix-eval's default location
+elif [ -n "${NIXLIB_MIRROR:-}" ] && [ -d "$NIXLIB_MIRROR" ] &&
+  git --git-dir="$NIXLIB_MIRROR" archive HEAD lib 2>/dev/null | tar -x -C "$tmp"; then
+  lib="$tmp/lib"
+  echo "note: nixpkgs lib from $NIXLIB_MIRROR ($(git --git-dir="$NIXLIB_MIRROR" log -1 --format='%h %cs'))"
+fi
+if [ -z "$check" ] || [ ! -x "$check" ] || [ -z "$lib" ]; then
+  echo "SKIPPED: the evaluation of the module, the appliance and the VM-test nodes needs nixpkgs'"
+  echo "         lib (NIXLIB=/path/to/nixpkgs/lib or NIXLIB_MIRROR=<git dir of nix-community/nixpkgs.lib>)"
+  echo "         and nix-eval/check.sh (NIX_EVAL=/path/to/check.sh). CI has no network to fetch them:"
+  echo "         only the parse above ran; the committed fixtures nixos-module/examples/rendered/*.toml"
+  echo "         are checked with rustiscsid instead."
 else
-  gen="$(mktemp -d)"
-  trap 'rm -rf "$gen"' EXIT
-  out="$("$check" --quiet --write-generated "$gen" "$root" 2>&1)"
+  # One wrapper per VM-test node: import .ci/nix-eval/vm-node.nix { test; node; }.
+  nodes_dir="$root/target/nix-eval/vm-nodes"
+  rm -rf "$nodes_dir" && mkdir -p "$nodes_dir"
+  systems=(--systems --system .ci/nix-eval/systems/nas-aarch64.nix --system .ci/nix-eval/systems/flake-nas.nix)
+  for t in "$root"/vm-tests/*.nix; do
+    name="$(basename "$t" .nix)"
+    [ "$name" = common ] && continue
+    if ! names="$(nix-instantiate --eval --strict --json -E \
+      "let t = import $t; lib = import $lib; in builtins.attrNames ((if lib.isFunction t then t { inherit lib; } else t).nodes)" 2>"$tmp/err")"; then
+      fail "nodes of vm-tests/$name.nix"
+      grep -v build-users-group "$tmp/err" | tail -n 5 | sed 's/^/      /'
+      continue
+    fi
+    for n in $(printf '%s' "$names" | tr -d '[]"' | tr ',' ' '); do
+      w="$nodes_dir/vm-$name.$n.nix"
+      printf '# generated by .ci/nix-check.sh\nimport %s/.ci/nix-eval/vm-node.nix { test = %s; node = "%s"; }\n' "$root" "$t" "$n" >"$w"
+      systems+=(--system "${w#"$root"/}")
+    done
+  done
+
+  gen="$tmp/generated"
+  out="$(EXTRA_PKGS="netcat ${EXTRA_PKGS:-}" NIXLIB="$lib" "$check" --quiet --write-generated "$gen" \
+    --stubs "$root/.ci/nix-eval/stubs.nix" --stubs "$root/.ci/nix-eval/invariants.nix" \
+    "${systems[@]}" "$root" 2>&1)"
   summary="$(printf '%s\n' "$out" | tail -n 1)"
-  printf '%s\n' "$out" | grep -E '^(FAIL|      )' | grep -v -e 'build-users-group' -e '^      wrote ' | head -n 60
+  # The failures with their details, then what was evaluated as a system.
+  printf '%s\n' "$out" | awk '/^(PASS|FAIL|==)/ { show = ($1 == "FAIL") } show' |
+    grep -v -e 'build-users-group' -e '^      wrote ' | head -n 120
+  printf '%s\n' "$out" | grep -E '^PASS  system' | sed 's/^/      /'
   if printf '%s\n' "$summary" | grep -Eq '^[0-9]+ passed, 0 failed$'; then
-    pass "module evaluation ($summary)"
+    pass "nix-eval/check.sh ($summary)"
   else
-    fail "module evaluation ($summary)"
+    fail "nix-eval/check.sh ($summary)"
   fi
+
+  # A *.fail.nix example must fail for its own reason ("# expect: TEXT" in the file), not
+  # merely fail: check.sh only checks that it fails.
+  for f in "$root"/nixos-module/examples/*.fail.nix; do
+    rel="${f#"$root"/}"
+    want="$(sed -n 's/^# expect: //p' "$f" | head -n 1)"
+    block="$(printf '%s\n' "$out" | awk -v l="eval $rel " '
+      /^(PASS|FAIL|==)/ { show = (index($0, l) > 0) } show')"
+    if [ -z "$want" ]; then
+      fail "$rel has no '# expect: <message>' line"
+    elif printf '%s\n' "$block" | tr -s ' \n' ' ' | grep -qF -- "$want"; then
+      pass "$rel fails for its reason ($want)"
+    else
+      fail "$rel does not fail with \"$want\""
+      printf '%s\n' "$block" | head -n 8 | sed 's/^/      /'
+    fi
+  done
+
+  # The image file names the evaluation reports are the ones images/README.md names.
+  images="$(printf '%s\n' "$out" | sed -n 's/^PASS  system images\/nas\.nix: image variant [a-z-]* (\(.*\))$/\1/p' | sort -u)"
+  if [ -z "$images" ]; then
+    fail "image file names: the evaluation reported none for images/nas.nix"
+  else
+    documented="$(grep -oE 'rustiscsi-nas\.[a-z0-9.]+' "$root/images/README.md" | sed 's/\.$//' | sort -u)"
+    if [ "$images" = "$documented" ]; then
+      pass "images/README.md names the image files the variants produce ($(echo $images))"
+    else
+      fail "images/README.md names $(echo $documented), the variants produce $(echo $images)"
+    fi
+  fi
+
   for d in "$gen"/*/; do
+    [ -d "$d" ] || continue
     name="$(basename "$d")"
     fixture="$root/nixos-module/examples/rendered/$name.toml"
     if [ ! -f "$fixture" ]; then

@@ -3,7 +3,7 @@
 # identical RAM-backed 512 MiB LUNs, same machine, loopback, one workload at a time.
 #
 # Usage: benches/compare-tgt.sh [--quick] [--self-compare] [--tgt-defaults] [--repeat N]
-#            [--out FILE]
+#            [--loop [direct|buffered]] [--out FILE]
 #
 #   --quick         smoke run: 1 repetition, ~1/4 of the I/O (about 40 s)
 #   --self-compare  run the "ours" column against a second tgtd too (checks the harness,
@@ -12,6 +12,11 @@
 #                   instead of the generous settings rustiscsid offers by default
 #   --repeat N      runs per workload and target (default 3); the two targets alternate,
 #                   the best throughput of each is kept
+#   --loop [MODE]   both targets serve the same loop device (over a file on /dev/shm, so the
+#                   block path is measured, not a disk) instead of memory: rustiscsid as a
+#                   kind = "block" backstore with cache = MODE (default direct, O_DIRECT),
+#                   tgt as bstype rdwr (with bsoflags=direct for direct); both write-back,
+#                   tgt's default (rustiscsid: write_cache = true). Needs root
 #   --out FILE      also write the table there (default target/peers/bench-compare-tgt.txt);
 #                   every run (workload|peer|bytes|seconds|cpu ticks) goes to FILE.runs
 #
@@ -25,7 +30,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/peers/lib.sh
 . "$HERE/../tests/peers/lib.sh"
 
-quick=0 self=0 repeat=3 repeat_given=0
+quick=0 self=0 repeat=3 repeat_given=0 loop=""
 tgt_mode=--generous
 out=$PEERS_REPO/target/peers/bench-compare-tgt.txt
 while (($#)); do
@@ -35,6 +40,10 @@ while (($#)); do
     --tgt-defaults) tgt_mode=--tgt-defaults ;;
     --repeat) repeat=$2; repeat_given=1; shift ;;
     --out) out=$2; shift ;;
+    --loop)
+        loop=direct
+        if [[ ${2:-} = direct || ${2:-} = buffered ]]; then loop=$2; shift; fi
+        ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) peers_die "unknown argument: $1 (see --help)" ;;
     esac
@@ -70,14 +79,26 @@ workloads=(
     "qemu-img seq write 1M qd32|qb|-w -d 32 -s 1M|1048576|$((1500 / div))"
 )
 
+dev=()
+if [[ -n $loop ]]; then
+    [[ $(id -u) = 0 ]] || peers_die "--loop needs root (losetup)"
+    loop_file=/dev/shm/rustiscsi-bench-$$.img
+    peers_make_backing "$loop_file" "$size"
+    loop_dev=$(losetup -f --show "$loop_file")
+    trap 'peers_cleanup; losetup -d "$loop_dev"; rm -f "$loop_file"' EXIT
+    # tgt's rdwr backstore is write-back (WCE=1, no sync per write): so is ours here.
+    dev=(--device "$loop_dev" --cache "$loop" --write-cache)
+    peers_log "both targets serve $loop_dev ($loop)"
+fi
+
 ours_kind=rustiscsi
 ((self)) && ours_kind=tgt
 if [[ $ours_kind = tgt ]]; then
-    peers_start tgt ours --size "$size" "$tgt_mode"
+    peers_start tgt ours --size "$size" "$tgt_mode" "${dev[@]}"
 else
-    peers_start rustiscsi ours --size "$size"
+    peers_start rustiscsi ours --size "$size" "${dev[@]}"
 fi
-peers_start tgt ref --size "$size" "$tgt_mode"
+peers_start tgt ref --size "$size" "$tgt_mode" "${dev[@]}"
 
 clk=$(peers_clk_tck)
 
@@ -160,7 +181,11 @@ elapsed=$((SECONDS - t_start))
 report() {
     local ours_label=$1
     echo "rustiscsi vs tgt: $(nproc) CPUs, $(uname -r), loopback, 512 MiB LUNs, $repeat run(s) per cell, ${elapsed}s"
-    echo "ours: $ours_label; tgt $(tgtd -V 2>/dev/null | head -n 1): file on /dev/shm (bstype rdwr), ${tgt_mode#--} negotiation"
+    if [[ -n $loop ]]; then
+        echo "ours: $ours_label; tgt $(tgtd -V 2>/dev/null | head -n 1): $loop_dev (bstype rdwr$([[ $loop = direct ]] && echo ", bsoflags=direct")), ${tgt_mode#--} negotiation; both write-back (tgt's default)"
+    else
+        echo "ours: $ours_label; tgt $(tgtd -V 2>/dev/null | head -n 1): file on /dev/shm (bstype rdwr), ${tgt_mode#--} negotiation"
+    fi
     echo "clients: $(dpkg-query -W -f='libiscsi ${Version}' libiscsi-bin 2>/dev/null), $(qemu-img --version | head -n 1)"
     echo
     awk -F'|' -v clk="$clk" '
@@ -210,7 +235,11 @@ report() {
 if ((self)); then
     ours_label="tgt (self-compare: second tgtd, same settings)"
 else
-    ours_label="rustiscsid ramdisk (${RUSTISCSID:-target/release/rustiscsid})"
+    if [[ -n $loop ]]; then
+        ours_label="rustiscsid block $loop_dev, cache = $loop, write_cache = true (${RUSTISCSID:-target/release/rustiscsid})"
+    else
+        ours_label="rustiscsid ramdisk (${RUSTISCSID:-target/release/rustiscsid})"
+    fi
 fi
 mkdir -p "$(dirname "$out")"
 report "$ours_label" | tee "$out"

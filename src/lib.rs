@@ -23,6 +23,7 @@ pub mod backstore;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod daemon_args;
 pub mod iscsi;
 pub mod registry;
 pub mod scsi;

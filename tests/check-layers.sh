@@ -12,5 +12,16 @@ if grep -rnE '(use tokio|tokio::)' src/iscsi; then
   echo "layering: src/iscsi must not use tokio" >&2
   bad=1
 fi
+# The session state machine is sans-IO: no sockets, no threads, no clock reads (time is
+# an argument of every call). Its tests may read the clock once to start simulated time.
+# (Test code, after a file's `#[cfg(test)]` or under tests/, is not checked.)
+sans_io_code() {
+  find src/iscsi/session src/iscsi/wire -name '*.rs' ! -path '*/tests/*' ! -name tests.rs -print0 |
+    xargs -0 awk '/^#\[cfg\(test\)\]/ { nextfile } { print FILENAME ":" FNR ": " $0 }'
+}
+if sans_io_code | grep -E '(std::net::Tcp|std::thread|Instant::now|SystemTime::now)'; then
+  echo "layering: src/iscsi/session and src/iscsi/wire must not read the clock or open sockets" >&2
+  bad=1
+fi
 [ $bad -eq 0 ] && echo "layering: ok"
 exit $bad

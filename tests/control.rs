@@ -70,6 +70,7 @@ impl ControlBackend for Fake {
                 read_bytes: 40960,
                 write_bytes: 20480,
                 latency_histogram_us: vec![(100, 8), (1000, 6), (u64::MAX, 1)],
+                ..Default::default()
             }],
             sessions: vec![SessionStats {
                 tsih: 7,

@@ -11,8 +11,12 @@ PKGS=(
   iproute2
   # userspace peers: libiscsi's compliance suite and tools, QEMU's iscsi:// driver, tgt
   libiscsi-bin qemu-utils qemu-block-extra tgt
+  # power-cut emulation (tests/peers/powercut-fs) and late loop devices
+  fuse3 mount
   # parse the Nix files
   nix-bin
+  # man pages: render them (man -l, groff), verify the installed systemd unit
+  man-db groff-base systemd
   # shell script checks
   shellcheck
 )

@@ -1,4 +1,5 @@
 # The ACL is keyed by a host name, not an initiator IQN.
+# expect: not a valid initiator name
 {
   services.rustiscsi = {
     enable = true;

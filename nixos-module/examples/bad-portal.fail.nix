@@ -1,4 +1,5 @@
 # An IPv6 portal must be bracketed.
+# expect: services.rustiscsi.portals."[definition 1-entry 1]"' is not of type
 {
   services.rustiscsi = {
     enable = true;

@@ -1,4 +1,5 @@
 # "10 gigs" is not a size the daemon parses.
+# expect: services.rustiscsi.backstores.a.size' is not of type
 {
   services.rustiscsi = {
     enable = true;

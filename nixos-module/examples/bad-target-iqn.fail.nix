@@ -1,4 +1,5 @@
 # Not an iSCSI name (no date, upper case).
+# expect: not a valid iSCSI name
 {
   services.rustiscsi = {
     enable = true;

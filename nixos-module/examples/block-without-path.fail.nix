@@ -1,4 +1,5 @@
 # A block backstore needs a path.
+# expect: kind "block" needs `path`
 {
   services.rustiscsi = {
     enable = true;

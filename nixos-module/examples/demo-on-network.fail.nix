@@ -1,4 +1,5 @@
 # Demo mode on 0.0.0.0 without allowDemoModeOnNetwork.
+# expect: demoMode lets any initiator read and write its LUNs
 {
   services.rustiscsi = {
     enable = true;

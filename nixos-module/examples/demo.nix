@@ -1,6 +1,6 @@
 # Demo mode on loopback: a 1 GiB ramdisk any local initiator may use, e.g. for
 # `iscsi-inq iscsi://127.0.0.1/iqn.2026-11.org.example.demo:ram/0`. Also shows the
-# freeform `settings` escape hatch (it wins over the typed options).
+# typed session limits and the freeform `settings` for a key no typed option sets.
 {
   services.rustiscsi = {
     enable = true;
@@ -20,9 +20,10 @@
       headerDigest = [ "CRC32C" ];
       dataDigest = [ "CRC32C" ];
     };
-    settings = {
-      daemon.login_timeout_secs = 5;
-      iscsi.queue_depth = 32;
+    limits = {
+      loginTimeoutSecs = 5;
+      maxConnections = 16;
     };
+    settings.iscsi.queue_depth = 32;
   };
 }

@@ -1,4 +1,5 @@
 # LUN 0 twice: explicit `lun = 0` and the first entry's position.
+# expect: LUN number(s) 0 used more than once
 {
   services.rustiscsi = {
     enable = true;

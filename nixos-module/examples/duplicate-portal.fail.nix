@@ -1,4 +1,5 @@
 # The same portal twice.
+# expect: portals lists 0.0.0.0:3260 more than once
 {
   services.rustiscsi = {
     enable = true;

@@ -1,4 +1,5 @@
 # The kernel LIO target wants port 3260 as well.
+# expect: both serve iSCSI on port 3260
 {
   services.target.enable = true;
   services.rustiscsi = {

@@ -1,4 +1,5 @@
 # An ACL maps target LUN 3, the target has only LUN 0.
+# expect: maps target LUN 3, which the target does not have
 {
   services.rustiscsi = {
     enable = true;

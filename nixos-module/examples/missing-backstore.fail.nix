@@ -1,4 +1,5 @@
 # A LUN names a backstore that does not exist.
+# expect: backstore "disk1" is not defined
 {
   services.rustiscsi = {
     enable = true;

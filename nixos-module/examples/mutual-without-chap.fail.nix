@@ -1,4 +1,5 @@
 # Mutual CHAP without one-way CHAP.
+# expect: mutualChap needs chap
 {
   services.rustiscsi = {
     enable = true;

@@ -93,6 +93,6 @@
         "None"
       ];
     };
-    settings.daemon.max_connections = 64;
+    limits.maxConnections = 64;
   };
 }

@@ -1,4 +1,5 @@
 # A ramdisk has no path.
+# expect: a ramdisk has no path
 {
   services.rustiscsi = {
     enable = true;

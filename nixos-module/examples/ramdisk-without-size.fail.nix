@@ -1,4 +1,5 @@
 # A ramdisk needs a size.
+# expect: a ramdisk needs `size`
 {
   services.rustiscsi = {
     enable = true;

@@ -1,4 +1,5 @@
 # A secret in the Nix store (world-readable) is refused by the passwordFile type.
+# expect: is not of type `absolute path not in the Nix store'
 {
   services.rustiscsi = {
     enable = true;

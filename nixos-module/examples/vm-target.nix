@@ -33,9 +33,17 @@
     };
 
     targets."iqn.2026-11.org.example.nas:storage" = {
+      # Explicit numbers: vm-tests/reload-add-lun.nix adds a LUN in a specialisation, whose
+      # list entries the module system puts before these.
       luns = [
-        { backstore = "nas0"; }
-        { backstore = "file0"; }
+        {
+          lun = 0;
+          backstore = "nas0";
+        }
+        {
+          lun = 1;
+          backstore = "file0";
+        }
       ];
       acls = {
         # CHAP + mutual CHAP, both LUNs read-write

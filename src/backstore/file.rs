@@ -1,40 +1,110 @@
 //! fileio: a regular file, sparse, grown (never shrunk) to the configured size; also the
 //! hole-punching and extent queries shared with the memfd ramdisk.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::Extent;
+use super::claim::{self, Key};
+use super::{
+    BackstoreError, BackstoreSpec, CacheMode, Extent, OpenOptions, Opened, open_flags, open_rw,
+    sysfs,
+};
 
-/// Opens or creates the file at `path`, grows it to `size` when it is smaller, and
-/// returns it with its length. Write-through (`O_DSYNC`) unless `write_cache`.
-pub(super) fn open(path: &Path, size: Option<u64>, write_cache: bool) -> io::Result<(File, u64)> {
-    let mut opts = OpenOptions::new();
-    opts.read(true).write(true).create(true);
-    let mut flags = libc::O_CLOEXEC;
-    if !write_cache {
-        flags |= libc::O_DSYNC;
+/// Opens or creates the file at `path`, locks it, grows it to the configured size when it
+/// is smaller. A missing file is created only when `opts.may_create` and a size is set.
+pub(super) fn open(
+    spec: &BackstoreSpec,
+    path: &Path,
+    cache: CacheMode,
+    opts: &OpenOptions,
+) -> Result<Opened, BackstoreError> {
+    let name = &spec.name;
+    // The path goes into the message (what `status` and the log show).
+    let open_err = |e: io::Error| BackstoreError::Open {
+        name: name.clone(),
+        source: io::Error::new(e.kind(), format!("{}: {e}", path.display())),
+    };
+    let exists = match std::fs::metadata(path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(open_err(e)),
+    };
+    if !exists {
+        let why = if !opts.may_create {
+            "it existed before, so it is not created again (is its file system mounted?)"
+        } else if spec.size.is_none() {
+            "no size is configured to create it"
+        } else {
+            ""
+        };
+        if !why.is_empty() {
+            return Err(BackstoreError::Open {
+                name: name.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} does not exist; {why}", path.display()),
+                ),
+            });
+        }
     }
-    opts.custom_flags(flags);
-    let file = opts.open(path)?;
-    let meta = file.metadata()?;
+    let file = open_rw(path, open_flags(spec, cache), !exists).map_err(open_err)?;
+    let meta = file.metadata().map_err(open_err)?;
     if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+        return Err(BackstoreError::Invalid {
+            name: name.clone(),
+            reason: format!("{} is not a regular file", path.display()),
+        });
     }
+    let key = Key::of(&meta);
+    let in_use = |c: claim::Conflict| BackstoreError::InUse {
+        name: name.clone(),
+        path: path.to_path_buf(),
+        by: c.to_string(),
+    };
+    let claim = match claim::existing(key, name, &opts.share_with).map_err(in_use)? {
+        Some(c) => c,
+        None => {
+            claim::lock_file(&file).map_err(open_err)?.map_err(in_use)?;
+            claim::register(key, name, path, &file).map_err(in_use)?
+        }
+    };
     let mut len = meta.len();
-    if let Some(size) = size
+    if let Some(size) = spec.size
         && len < size
     {
-        file.set_len(size)?;
+        file.set_len(size).map_err(open_err)?;
         len = size;
     }
-    Ok((file, len))
+    if cache == CacheMode::Direct {
+        probe_direct(&file, spec.block_size).map_err(|e| BackstoreError::Invalid {
+            name: name.clone(),
+            reason: format!(
+                "cache = \"direct\": {} refuses O_DIRECT I/O of {}-byte blocks ({e}); \
+                 use cache = \"buffered\" or a larger block_size",
+                path.display(),
+                spec.block_size
+            ),
+        })?;
+    }
+    Ok(Opened {
+        file,
+        block_size: spec.block_size,
+        size: len,
+        discard: true,
+        limits: sysfs::for_file(meta.dev(), meta.blksize()),
+        key: Some(key),
+        claim: Some(claim),
+    })
+}
+
+/// One aligned `O_DIRECT` read of a block: file systems refuse misaligned direct I/O with
+/// EINVAL, better learnt at open than on the first command.
+fn probe_direct(f: &File, block_size: u32) -> io::Result<()> {
+    let mut b = super::io_buffer(block_size as usize);
+    super::read_into(f, &mut b, 0)
 }
 
 /// Deallocates `len` bytes at `offset` without changing the file size.

@@ -2,26 +2,54 @@
 //!
 //! One type serves every kind: each is a file descriptor read and written with positioned
 //! I/O (`pread`/`pwrite`), so the kernel, not a lock of ours, orders concurrent access.
-//! - `fileio`: a regular file, created sparse at the configured size when missing.
+//! - `fileio`: a regular file, created sparse at the configured size when missing (only
+//!   the first time: a file that existed and is gone means its file system is not mounted,
+//!   and the backstore waits offline instead of creating an empty one).
 //! - `block`: a block device; size (`BLKGETSIZE64`) and logical block size (`BLKSSZGET`)
-//!   come from the device.
+//!   come from the device, the limits VPD B0/B1 report from sysfs.
 //! - `ramdisk`: an anonymous `memfd`; I/O on it never blocks on a disk, so it runs inline.
 //!
-//! Write-through by default (`O_DSYNC`); with `write_cache = true` writes land in the page
-//! cache and FUA / SYNCHRONIZE CACHE call `fdatasync`.
+//! Caching, two settings:
+//! - [`CacheMode`]: `direct` (`O_DIRECT`, aligned buffers from [`buf::io_buffer`]; the
+//!   default for block devices, so a read never returns data the device does not hold and
+//!   md/LVM data is not cached twice) or `buffered` (the page cache; the default for
+//!   fileio). In buffered mode a range whose write failed is refused to readers
+//!   ([`BackstoreError::PendingWriteError`]) until it is written again, because the page
+//!   cache may still hold the data that never reached the storage.
+//! - `write_cache`: off (write-through, the default) opens `O_DSYNC`, and discards and
+//!   zeroing are followed by `fdatasync` (hole punching and BLKDISCARD are not covered by
+//!   `O_DSYNC`), so every GOOD is on stable storage. On: writes are acknowledged from the
+//!   page cache or the device's volatile cache; a FUA write is written with `RWF_DSYNC`
+//!   (that write only, not the whole file) and SYNCHRONIZE CACHE calls `fdatasync`.
+//!
+//! Exclusive: files are locked (OFD lock), block devices opened `O_EXCL` ([`claim`]).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 mod block;
+pub mod buf;
+mod claim;
+mod error;
+#[cfg(test)]
+pub(crate) mod faults;
 mod file;
+pub mod health;
 mod memfd;
+mod ranges;
+pub mod sysfs;
+
+pub use buf::{IoBuf, io_buffer};
+pub use error::{BackstoreError, Cause, cause_of};
+pub use sysfs::Limits;
+
+use ranges::RangeSet;
 
 /// Which kind of storage a backstore is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,6 +73,17 @@ pub enum CacheMode {
     Buffered,
 }
 
+impl CacheMode {
+    /// The mode a backstore of `kind` uses when the config does not say: direct for block
+    /// devices, buffered for files and memory.
+    pub fn default_for(kind: BackstoreKind) -> CacheMode {
+        match kind {
+            BackstoreKind::Block => CacheMode::Direct,
+            BackstoreKind::Fileio | BackstoreKind::Ramdisk => CacheMode::Buffered,
+        }
+    }
+}
+
 /// Everything needed to open a backstore (built by the registry from the config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackstoreSpec {
@@ -61,40 +100,37 @@ pub struct BackstoreSpec {
     pub block_size: u32,
     /// Write-back caching (acknowledge before stable storage; flush on FUA/SYNC CACHE).
     pub write_cache: bool,
+    /// Page cache or not (ramdisk: always buffered).
+    pub cache: CacheMode,
 }
 
-/// A failed backstore operation; each variant wraps the OS error as its source.
-#[derive(Debug, thiserror::Error)]
-pub enum BackstoreError {
-    /// Opening or creating the storage failed.
-    #[error("cannot open backstore {name}: {source}")]
-    Open {
-        /// Backstore name.
-        name: String,
-        /// OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The spec is not usable (missing path or size, bad block size, ...).
-    #[error("backstore {name}: {reason}")]
-    Invalid {
-        /// Backstore name.
-        name: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A read failed.
-    #[error("read failed: {0}")]
-    Read(#[source] std::io::Error),
-    /// A write failed.
-    #[error("write failed: {0}")]
-    Write(#[source] std::io::Error),
-    /// A flush (fdatasync) failed.
-    #[error("flush failed: {0}")]
-    Flush(#[source] std::io::Error),
-    /// Deallocation (UNMAP / punch hole / BLKDISCARD) failed.
-    #[error("discard failed: {0}")]
-    Discard(#[source] std::io::Error),
+/// How [`Backstore::open`] may treat what it finds.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// A missing fileio file may be created (false once the file is known to have
+    /// existed: then it missing means its file system is not mounted).
+    pub may_create: bool,
+    /// Backstores of this daemon whose claim on the same storage may be taken over (they
+    /// are being replaced by this one).
+    pub share_with: Vec<String>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            may_create: true,
+            share_with: Vec::new(),
+        }
+    }
+}
+
+/// Failed and not-yet-flushed ranges of a buffered backstore.
+#[derive(Debug, Default)]
+struct Tracking {
+    /// Ranges whose last write failed: reads are refused.
+    failed: RangeSet,
+    /// Write-back mode: ranges written since the last flush began.
+    unflushed: RangeSet,
 }
 
 /// An open backstore. Cheap to share (`Arc`); every method takes `&self`.
@@ -102,12 +138,22 @@ pub enum BackstoreError {
 pub struct Backstore {
     name: String,
     kind: BackstoreKind,
+    path: Option<PathBuf>,
     file: Arc<File>,
     block_size: u32,
     /// Size in bytes (re-read by [`Backstore::refresh_size`]).
     size: AtomicU64,
     write_cache: bool,
+    cache: CacheMode,
     discard: bool,
+    limits: Limits,
+    /// (dev, ino) or rdev of what was opened, to notice it vanish or be replaced.
+    key: Option<claim::Key>,
+    _claim: Option<Arc<claim::Claim>>,
+    any_failed: AtomicBool,
+    tracking: Mutex<Tracking>,
+    #[cfg(test)]
+    faults: Option<Arc<faults::Faults>>,
 }
 
 /// Whether a byte range of a backstore holds data or is deallocated (see
@@ -120,57 +166,101 @@ pub struct Extent {
     pub len: u64,
 }
 
+/// What an opened file or device brings, before it becomes a [`Backstore`].
+struct Opened {
+    file: File,
+    block_size: u32,
+    size: u64,
+    discard: bool,
+    limits: Limits,
+    key: Option<claim::Key>,
+    claim: Option<Arc<claim::Claim>>,
+}
+
 impl Backstore {
     /// Opens (and for fileio/ramdisk, creates) the storage described by `spec`.
-    pub fn open(spec: &BackstoreSpec) -> Result<Self, BackstoreError> {
-        let invalid = |reason: &str| BackstoreError::Invalid {
+    pub fn open(spec: &BackstoreSpec, opts: &OpenOptions) -> Result<Self, BackstoreError> {
+        let invalid = |reason: String| BackstoreError::Invalid {
             name: spec.name.clone(),
-            reason: reason.to_string(),
+            reason,
         };
-        let open_err = |source| BackstoreError::Open {
-            name: spec.name.clone(),
-            source,
+        let cache = if spec.kind == BackstoreKind::Ramdisk {
+            CacheMode::Buffered
+        } else {
+            spec.cache
         };
-        let (file, block_size, size, discard) = match spec.kind {
-            BackstoreKind::Fileio | BackstoreKind::Ramdisk => {
-                if spec.block_size != 512 && spec.block_size != 4096 {
-                    return Err(invalid("block_size must be 512 or 4096"));
+        let o = match spec.kind {
+            BackstoreKind::Ramdisk => {
+                check_block_size(spec).map_err(invalid)?;
+                let size = spec
+                    .size
+                    .ok_or_else(|| invalid("size is required".into()))?;
+                if let Some(mem) = sysfs::host_memory()
+                    && size > mem
+                {
+                    return Err(invalid(format!(
+                        "a ramdisk of {size} bytes does not fit the host's memory ({mem} bytes)"
+                    )));
                 }
-                let (file, size) = if spec.kind == BackstoreKind::Fileio {
-                    let path = spec
-                        .path
-                        .as_ref()
-                        .ok_or_else(|| invalid("path is required"))?;
-                    if spec.size.is_none() && !path.exists() {
-                        return Err(invalid("size is required to create the file"));
-                    }
-                    file::open(path, spec.size, spec.write_cache).map_err(open_err)?
-                } else {
-                    let size = spec.size.ok_or_else(|| invalid("size is required"))?;
-                    (memfd::create(&spec.name, size).map_err(open_err)?, size)
-                };
-                (file, spec.block_size, size, true)
+                let file =
+                    memfd::create(&spec.name, size).map_err(|source| BackstoreError::Open {
+                        name: spec.name.clone(),
+                        source,
+                    })?;
+                Opened {
+                    file,
+                    block_size: spec.block_size,
+                    size,
+                    discard: true,
+                    limits: sysfs::memory(),
+                    key: None,
+                    claim: None,
+                }
+            }
+            BackstoreKind::Fileio => {
+                check_block_size(spec).map_err(invalid)?;
+                let path = spec
+                    .path
+                    .as_ref()
+                    .ok_or_else(|| invalid("path is required".into()))?;
+                file::open(spec, path, cache, opts)?
             }
             BackstoreKind::Block => {
                 let path = spec
                     .path
                     .as_ref()
-                    .ok_or_else(|| invalid("path is required"))?;
-                let dev = block::open(path, spec.write_cache).map_err(open_err)?;
-                (dev.file, dev.block_size, dev.size, dev.discard)
+                    .ok_or_else(|| invalid("path is required".into()))?;
+                block::open(spec, path, cache, opts)?
             }
         };
-        if size < u64::from(block_size) {
-            return Err(invalid("size is smaller than one block"));
+        if o.size < u64::from(o.block_size) {
+            if spec.kind == BackstoreKind::Ramdisk {
+                return Err(invalid("size is smaller than one block".into()));
+            }
+            return Err(BackstoreError::Empty {
+                name: spec.name.clone(),
+                path: spec.path.clone().unwrap_or_default(),
+                size: o.size,
+                block_size: o.block_size,
+            });
         }
         Ok(Backstore {
             name: spec.name.clone(),
             kind: spec.kind,
-            file: Arc::new(file),
-            block_size,
-            size: AtomicU64::new(size),
+            #[cfg(test)]
+            faults: faults::lookup(spec.path.as_deref()),
+            path: spec.path.clone(),
+            file: Arc::new(o.file),
+            block_size: o.block_size,
+            size: AtomicU64::new(o.size),
             write_cache: spec.write_cache,
-            discard,
+            cache,
+            discard: o.discard,
+            limits: o.limits,
+            key: o.key,
+            _claim: o.claim,
+            any_failed: AtomicBool::new(false),
+            tracking: Mutex::new(Tracking::default()),
         })
     }
 
@@ -184,9 +274,24 @@ impl Backstore {
         self.kind
     }
 
+    /// Path of the file or device (none for ramdisk).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// Whether writes are cached (acknowledged before stable storage).
     pub fn write_cache(&self) -> bool {
         self.write_cache
+    }
+
+    /// Page cache or `O_DIRECT`.
+    pub fn cache(&self) -> CacheMode {
+        self.cache
+    }
+
+    /// What the kernel reports about the device (rotation, discard and transfer limits).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Whether [`Backstore::discard`] deallocates (punch hole / BLKDISCARD).
@@ -194,7 +299,9 @@ impl Backstore {
         self.discard
     }
 
-    /// Whether deallocated blocks read back as zeros (true for files and memory).
+    /// Whether deallocated blocks read back as zeros: true for files and memory (a punched
+    /// hole reads as zeros, durably once synced), false for block devices (BLKDISCARD
+    /// promises nothing about the data).
     pub fn discard_zeroes(&self) -> bool {
         self.kind != BackstoreKind::Block
     }
@@ -214,7 +321,7 @@ impl Backstore {
         self.size.load(Ordering::Relaxed)
     }
 
-    /// Capacity in logical blocks (re-read on each call is not required; see `refresh_size`).
+    /// Capacity in logical blocks (see `refresh_size`).
     pub fn num_blocks(&self) -> u64 {
         self.size() / u64::from(self.block_size)
     }
@@ -238,6 +345,35 @@ impl Backstore {
         Ok(size)
     }
 
+    /// Whether the file or device is still the one opened: `Err` with the reason when it
+    /// vanished (device node gone, device deleted, file deleted or replaced), so that the
+    /// unit goes offline instead of serving a dead descriptor or an unlinked file.
+    pub fn check_present(&self) -> Result<(), String> {
+        let (Some(path), Some(key)) = (&self.path, self.key) else {
+            return Ok(());
+        };
+        let shown = path.display();
+        match key {
+            claim::Key::Block { rdev } => {
+                let sys = format!("/sys/dev/block/{}:{}", libc::major(rdev), libc::minor(rdev));
+                if !Path::new(&sys).exists() {
+                    return Err(format!("device {shown} was removed"));
+                }
+            }
+            claim::Key::File { .. } => {
+                let meta = self.file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+                if meta.nlink() == 0 {
+                    return Err(format!("{shown} was deleted or replaced"));
+                }
+            }
+        }
+        match std::fs::metadata(path) {
+            Ok(m) if claim::Key::of(&m) == key => Ok(()),
+            Ok(_) => Err(format!("{shown} now refers to a different file or device")),
+            Err(e) => Err(format!("{shown}: {e}")),
+        }
+    }
+
     /// Runs `f` on the file: inline for ramdisk, on the blocking pool otherwise.
     async fn run<T, F>(&self, f: F) -> std::io::Result<T>
     where
@@ -254,46 +390,141 @@ impl Backstore {
         }
     }
 
-    /// Reads `len` bytes at byte `offset` into a new buffer.
-    ///
-    /// The buffer is allocated once and handed out as [`Bytes`] without a copy; bytes past
-    /// the end of the file read as zeros.
+    /// Buffered I/O on a file or device (not memory): failed ranges are tracked.
+    fn tracks(&self) -> bool {
+        self.cache == CacheMode::Buffered && self.kind != BackstoreKind::Ramdisk
+    }
+
+    fn tracking(&self) -> std::sync::MutexGuard<'_, Tracking> {
+        self.tracking.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the outcome of a write (or discard) of `[offset, offset + len)`.
+    fn written(&self, offset: u64, len: u64, ok: bool, durable: bool) {
+        if !self.tracks() {
+            return;
+        }
+        let mut t = self.tracking();
+        if ok {
+            if self.any_failed.load(Ordering::Relaxed) {
+                t.failed.remove(offset, len);
+                self.any_failed
+                    .store(!t.failed.is_empty(), Ordering::Relaxed);
+            }
+            if self.write_cache && !durable {
+                t.unflushed.insert(offset, len);
+            }
+        } else {
+            t.failed.insert(offset, len);
+            self.any_failed.store(true, Ordering::Relaxed);
+            drop(t);
+            // The page cache may hold what never reached the storage: drop what it can
+            // (clean pages); the failed range refuses readers until rewritten anyway.
+            // SAFETY: advisory syscall on a valid descriptor.
+            unsafe {
+                libc::posix_fadvise(
+                    self.file.as_raw_fd(),
+                    offset as libc::off_t,
+                    len as libc::off_t,
+                    libc::POSIX_FADV_DONTNEED,
+                );
+            }
+        }
+    }
+
+    fn refuse_failed(&self, offset: u64, len: u64) -> Result<(), BackstoreError> {
+        if !self.any_failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if self.tracking().failed.overlaps(offset, len) {
+            return Err(BackstoreError::PendingWriteError { offset, len });
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes at byte `offset` into a new aligned buffer ([`io_buffer`]),
+    /// handed out as [`Bytes`] without a copy; bytes past the end of a file read as zeros.
     pub async fn read(&self, offset: u64, len: usize) -> Result<Bytes, BackstoreError> {
+        self.refuse_failed(offset, len as u64)?;
+        #[cfg(test)]
+        if let Some(e) = self.faults.as_ref().and_then(|f| f.read()) {
+            return Err(BackstoreError::Read(e));
+        }
         self.run(move |f| {
-            let mut buf = Vec::with_capacity(len);
-            read_uninit(f, &mut buf, len, offset)?;
-            Ok(Bytes::from(buf))
+            let mut buf = io_buffer(len);
+            read_into(f, &mut buf, offset)?;
+            Ok(buf.into_bytes())
         })
         .await
         .map_err(BackstoreError::Read)
     }
 
-    /// Writes `data` at byte `offset`; with `fua`, the data is on stable storage on return.
+    /// Writes `data` at byte `offset`; with `fua`, the data is on stable storage on return
+    /// (`RWF_DSYNC` for this write in write-back mode; write-through always is).
     pub async fn write(&self, offset: u64, data: Vec<u8>, fua: bool) -> Result<(), BackstoreError> {
-        let sync = fua && self.write_cache && self.kind != BackstoreKind::Ramdisk;
-        self.run(move |f| {
-            f.write_all_at(&data, offset)?;
-            if sync {
-                f.sync_data()?;
+        let len = data.len() as u64;
+        let dsync = fua && self.write_cache && self.kind != BackstoreKind::Ramdisk;
+        let direct = self.cache == CacheMode::Direct;
+        #[cfg(test)]
+        if let Some(f) = &self.faults
+            && let Some(e) = f.write()
+        {
+            if f.write_lands.load(Ordering::SeqCst) {
+                let _ = self.run(move |f| write_all(f, &data, offset, false)).await;
             }
-            Ok(())
-        })
-        .await
-        .map_err(BackstoreError::Write)
+            self.written(offset, len, false, false);
+            return Err(BackstoreError::Write(e));
+        }
+        #[cfg(test)]
+        let delay = self
+            .faults
+            .as_ref()
+            .map(|f| f.write_delay())
+            .unwrap_or_default();
+        let r = self
+            .run(move |f| {
+                #[cfg(test)]
+                std::thread::sleep(delay);
+                if direct && !buf::is_aligned(&data) {
+                    write_all(f, IoBuf::copy_from(&data).as_ref(), offset, dsync)
+                } else {
+                    write_all(f, &data, offset, dsync)
+                }
+            })
+            .await;
+        self.written(offset, len, r.is_ok(), dsync || !self.write_cache);
+        r.map_err(BackstoreError::Write)
     }
 
-    /// Makes every acknowledged write stable (SYNCHRONIZE CACHE).
+    /// Makes every acknowledged write stable (SYNCHRONIZE CACHE). When it fails, what was
+    /// written since the previous flush is treated as failed (buffered mode).
     pub async fn flush(&self) -> Result<(), BackstoreError> {
         if self.kind == BackstoreKind::Ramdisk {
             return Ok(());
         }
-        self.run(|f| f.sync_data())
-            .await
-            .map_err(BackstoreError::Flush)
+        let pending = if self.tracks() && self.write_cache {
+            std::mem::take(&mut self.tracking().unflushed)
+        } else {
+            RangeSet::default()
+        };
+        let r = self.run(|f| f.sync_data()).await;
+        #[cfg(test)]
+        let r = match self.faults.as_ref().and_then(|f| f.flush()) {
+            Some(e) => Err(e),
+            None => r,
+        };
+        if r.is_err() {
+            // Which writeback failed is not known: every range written since the last
+            // flush counts as failed.
+            for (s, e) in pending.iter() {
+                self.written(s, e - s, false, false);
+            }
+        }
+        r.map_err(BackstoreError::Flush)
     }
 
     /// Deallocates `len` bytes at `offset` (UNMAP); afterwards the range reads as zeros
-    /// when [`Backstore::discard_zeroes`] is true.
+    /// when [`Backstore::discard_zeroes`] is true. Write-through: durable on return.
     pub async fn discard(&self, offset: u64, len: u64) -> Result<(), BackstoreError> {
         if len == 0 {
             return Ok(());
@@ -304,27 +535,47 @@ impl Backstore {
             )));
         }
         let kind = self.kind;
-        self.run(move |f| match kind {
-            BackstoreKind::Block => block::discard(f, offset, len),
-            _ => match file::punch_hole(f, offset, len) {
-                // File systems without hole punching: keep "reads as zeros" by writing them.
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                    file::zero_fill(f, offset, len)
+        let sync = !self.write_cache && kind != BackstoreKind::Ramdisk;
+        let r = self
+            .run(move |f| {
+                match kind {
+                    BackstoreKind::Block => block::discard(f, offset, len)?,
+                    _ => match file::punch_hole(f, offset, len) {
+                        // File systems without hole punching: keep "reads as zeros" by
+                        // writing them.
+                        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                            file::zero_fill(f, offset, len)?
+                        }
+                        r => r?,
+                    },
                 }
-                r => r,
-            },
-        })
-        .await
-        .map_err(BackstoreError::Discard)
+                // Neither fallocate nor BLKDISCARD is covered by O_DSYNC.
+                if sync { f.sync_data() } else { Ok(()) }
+            })
+            .await;
+        self.written(offset, len, r.is_ok(), sync);
+        r.map_err(BackstoreError::Discard)
     }
 
-    /// Writes `len` zero bytes at `offset`, deallocating where the storage allows it.
+    /// Writes `len` zero bytes at `offset`: punched holes on files, BLKZEROOUT on block
+    /// devices (offloaded to the device where it can), durable on return in write-through.
     pub async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BackstoreError> {
         if self.discard && self.discard_zeroes() {
             return self.discard(offset, len).await.map_err(|e| match e {
                 BackstoreError::Discard(e) => BackstoreError::Write(e),
                 e => e,
             });
+        }
+        if self.kind == BackstoreKind::Block {
+            let sync = !self.write_cache;
+            let r = self
+                .run(move |f| {
+                    block::zeroout(f, offset, len)?;
+                    if sync { f.sync_data() } else { Ok(()) }
+                })
+                .await;
+            self.written(offset, len, r.is_ok(), sync);
+            return r.map_err(BackstoreError::Write);
         }
         const CHUNK: u64 = 1 << 20;
         let mut done = 0;
@@ -356,22 +607,67 @@ impl Backstore {
     }
 }
 
-/// Reads `len` bytes at `offset` into the spare capacity of the empty `buf` without
-/// zero-filling it first (a 1 MiB read would otherwise write every byte twice); bytes past
-/// the end of the file read as zeros.
-fn read_uninit(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> std::io::Result<()> {
-    debug_assert!(buf.is_empty() && buf.capacity() >= len);
-    let mut done = 0usize;
-    while done < len {
-        let spare = &mut buf.spare_capacity_mut()[..len - done];
-        // SAFETY: pread writes at most `spare.len()` bytes into memory we own and that
-        // nothing else references; only the bytes it reports are then marked initialized.
-        let n = unsafe {
+fn check_block_size(spec: &BackstoreSpec) -> Result<(), String> {
+    if spec.block_size != 512 && spec.block_size != 4096 {
+        return Err("block_size must be 512 or 4096".into());
+    }
+    Ok(())
+}
+
+/// Reads into the spare capacity of the empty `buf` (without zero-filling it first: a
+/// 1 MiB read would otherwise write every byte twice); bytes past the end of the file
+/// read as zeros.
+fn read_into(f: &File, buf: &mut IoBuf, offset: u64) -> std::io::Result<()> {
+    debug_assert!(buf.is_empty());
+    loop {
+        let (p, n) = buf.spare();
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: pread writes at most `n` bytes into memory the buffer owns and nothing
+        // else references; only the bytes it reports are then marked initialized.
+        let r = unsafe {
             libc::pread(
                 f.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                spare.len(),
+                p.cast(),
+                n,
+                (offset + buf.len() as u64) as libc::off_t,
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            buf.zero_fill(); // past the end of the file
+            return Ok(());
+        }
+        // SAFETY: the kernel initialized `r` bytes of the spare capacity.
+        unsafe { buf.advance(r as usize) };
+    }
+}
+
+/// Writes all of `data` at `offset`; with `dsync`, as `RWF_DSYNC` (durable on return).
+fn write_all(f: &File, data: &[u8], offset: u64, dsync: bool) -> std::io::Result<()> {
+    let mut done = 0usize;
+    while done < data.len() {
+        let rest = &data[done..];
+        let iov = libc::iovec {
+            iov_base: rest.as_ptr() as *mut libc::c_void,
+            iov_len: rest.len(),
+        };
+        let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+        // SAFETY: one iovec over memory borrowed for the duration of the call.
+        let n = unsafe {
+            libc::pwritev2(
+                f.as_raw_fd(),
+                &iov,
+                1,
                 (offset + done as u64) as libc::off_t,
+                flags,
             )
         };
         if n < 0 {
@@ -382,28 +678,34 @@ fn read_uninit(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> std::io:
             return Err(e);
         }
         if n == 0 {
-            break;
+            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
         }
-        // SAFETY: the kernel initialized the first `n` bytes of the spare capacity.
-        unsafe { buf.set_len(buf.len() + n as usize) };
         done += n as usize;
     }
-    buf.resize(len, 0); // past the end of the file
     Ok(())
 }
 
-impl BackstoreError {
-    /// The OS error number behind a read/write/flush/discard failure, if any.
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            BackstoreError::Open { source, .. }
-            | BackstoreError::Read(source)
-            | BackstoreError::Write(source)
-            | BackstoreError::Flush(source)
-            | BackstoreError::Discard(source) => source.raw_os_error(),
-            BackstoreError::Invalid { .. } => None,
-        }
+/// Opens `path` with `flags`, as `std` would (read-write, close-on-exec).
+fn open_rw(path: &Path, flags: libc::c_int, create: bool) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .custom_flags(libc::O_CLOEXEC | flags)
+        .open(path)
+}
+
+/// `O_DSYNC` for write-through, `O_DIRECT` for direct.
+fn open_flags(spec: &BackstoreSpec, cache: CacheMode) -> libc::c_int {
+    let mut flags = 0;
+    if !spec.write_cache {
+        flags |= libc::O_DSYNC;
     }
+    if cache == CacheMode::Direct {
+        flags |= libc::O_DIRECT;
+    }
+    flags
 }
 
 #[cfg(test)]

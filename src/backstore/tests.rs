@@ -10,12 +10,17 @@ fn spec(kind: BackstoreKind, path: Option<PathBuf>, size: Option<u64>) -> Backst
         size,
         block_size: 512,
         write_cache: false,
+        cache: CacheMode::Buffered,
     }
+}
+
+fn open(s: &BackstoreSpec) -> Result<Backstore, BackstoreError> {
+    Backstore::open(s, &OpenOptions::default())
 }
 
 #[tokio::test]
 async fn ramdisk_read_write_discard() {
-    let b = Backstore::open(&spec(BackstoreKind::Ramdisk, None, Some(1 << 20))).unwrap();
+    let b = open(&spec(BackstoreKind::Ramdisk, None, Some(1 << 20))).unwrap();
     assert_eq!(b.kind(), BackstoreKind::Ramdisk);
     assert_eq!(b.num_blocks(), 2048);
     assert_eq!(b.block_size(), 512);
@@ -46,7 +51,7 @@ async fn ramdisk_read_write_discard() {
 async fn fileio_creates_sparse_and_grows_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.img");
-    let b = Backstore::open(&spec(
+    let b = open(&spec(
         BackstoreKind::Fileio,
         Some(path.clone()),
         Some(1 << 20),
@@ -60,7 +65,7 @@ async fn fileio_creates_sparse_and_grows_only() {
     // Smaller configured size: no shrink.
     let mut s = spec(BackstoreKind::Fileio, Some(path.clone()), Some(4096));
     s.write_cache = true;
-    let b = Backstore::open(&s).unwrap();
+    let b = open(&s).unwrap();
     assert_eq!(b.size(), 1 << 20);
     assert!(b.write_cache());
     let d = b.read(0, 1024).await.unwrap();
@@ -71,7 +76,7 @@ async fn fileio_creates_sparse_and_grows_only() {
     assert!(b.read(0, 1024).await.unwrap().iter().all(|&x| x == 0));
     // Larger configured size: grow.
     drop(b);
-    let b = Backstore::open(&spec(
+    let b = open(&spec(
         BackstoreKind::Fileio,
         Some(path.clone()),
         Some(2 << 20),
@@ -94,7 +99,7 @@ async fn fileio_creates_sparse_and_grows_only() {
 async fn read_past_eof_is_zero_filled() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d");
-    let b = Backstore::open(&spec(BackstoreKind::Fileio, Some(path.clone()), Some(4096))).unwrap();
+    let b = open(&spec(BackstoreKind::Fileio, Some(path.clone()), Some(4096))).unwrap();
     b.write(0, vec![9; 4096], false).await.unwrap();
     let d = b.read(2048, 4096).await.unwrap();
     assert_eq!(d.len(), 4096);
@@ -105,60 +110,197 @@ async fn read_past_eof_is_zero_filled() {
 #[test]
 fn invalid_specs() {
     assert!(matches!(
-        Backstore::open(&spec(BackstoreKind::Ramdisk, None, None)),
+        open(&spec(BackstoreKind::Ramdisk, None, None)),
         Err(BackstoreError::Invalid { .. })
     ));
     assert!(matches!(
-        Backstore::open(&spec(BackstoreKind::Fileio, None, Some(4096))),
+        open(&spec(BackstoreKind::Fileio, None, Some(4096))),
         Err(BackstoreError::Invalid { .. })
     ));
     let mut s = spec(BackstoreKind::Ramdisk, None, Some(4096));
     s.block_size = 1000;
+    assert!(matches!(open(&s), Err(BackstoreError::Invalid { .. })));
     assert!(matches!(
-        Backstore::open(&s),
-        Err(BackstoreError::Invalid { .. })
-    ));
-    assert!(matches!(
-        Backstore::open(&spec(BackstoreKind::Ramdisk, None, Some(100))),
+        open(&spec(BackstoreKind::Ramdisk, None, Some(100))),
         Err(BackstoreError::Invalid { .. })
     ));
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.img");
-    assert!(matches!(
-        Backstore::open(&spec(BackstoreKind::Fileio, Some(missing.clone()), None)),
-        Err(BackstoreError::Invalid { .. })
-    ));
+    // A missing file without a size to create it with: offline (retried), not created.
+    let e = open(&spec(BackstoreKind::Fileio, Some(missing.clone()), None)).unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(!missing.exists());
+    // A file seen before is not created again.
+    let e = Backstore::open(
+        &spec(BackstoreKind::Fileio, Some(missing.clone()), Some(4096)),
+        &OpenOptions {
+            may_create: false,
+            share_with: vec![],
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.is_transient() && e.to_string().contains("not created again"),
+        "{e}"
+    );
     assert!(!missing.exists());
     assert!(matches!(
-        Backstore::open(&spec(
+        open(&spec(
             BackstoreKind::Block,
             Some("/nonexistent".into()),
             None
         )),
         Err(BackstoreError::Open { .. })
     ));
+    // A ramdisk larger than the host's memory.
+    let e = open(&spec(BackstoreKind::Ramdisk, None, Some(1 << 60))).unwrap_err();
+    assert!(
+        e.to_string().contains("does not fit the host's memory"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn errors_map_to_variants() {
-    // A read-only fd makes writes fail with EBADF.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d");
-    std::fs::write(&path, vec![0u8; 4096]).unwrap();
-    let b = Backstore {
-        name: "ro".into(),
-        kind: BackstoreKind::Fileio,
-        file: Arc::new(File::open(&path).unwrap()),
-        block_size: 512,
-        size: AtomicU64::new(4096),
-        write_cache: true,
-        discard: true,
-    };
+    let faults = faults::inject(&path);
+    let b = open(&spec(BackstoreKind::Fileio, Some(path.clone()), Some(8192))).unwrap();
+    faults.writes.store(libc::ENOSPC, Ordering::SeqCst);
     let e = b.write(0, vec![1; 512], false).await.unwrap_err();
     assert!(matches!(e, BackstoreError::Write(_)));
-    assert_eq!(e.raw_os_error(), Some(libc::EBADF));
-    assert!(matches!(
-        b.discard(0, 512).await,
-        Err(BackstoreError::Discard(_))
-    ));
+    assert_eq!(e.cause(), Cause::NoSpace);
+    faults.writes.store(0, Ordering::SeqCst);
+    faults.reads.store(libc::EIO, Ordering::SeqCst);
+    let e = b.read(4096, 512).await.unwrap_err();
+    assert!(matches!(e, BackstoreError::Read(_)));
+    assert_eq!(e.cause(), Cause::Medium);
+}
+
+#[tokio::test]
+async fn failed_write_is_never_read_back_until_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d");
+    let faults = faults::inject(&path);
+    let b = open(&spec(
+        BackstoreKind::Fileio,
+        Some(path.clone()),
+        Some(1 << 20),
+    ))
+    .unwrap();
+    b.write(0, vec![1; 8192], false).await.unwrap();
+    // The write reaches the page cache, then fails, as a buffered write whose writeback
+    // fails does.
+    faults.write_lands.store(true, Ordering::SeqCst);
+    faults.writes.store(libc::EIO, Ordering::SeqCst);
+    assert!(b.write(4096, vec![2; 4096], false).await.is_err());
+    faults.writes.store(0, Ordering::SeqCst);
+    let e = b.read(0, 8192).await.unwrap_err();
+    assert!(matches!(e, BackstoreError::PendingWriteError { .. }), "{e}");
+    assert_eq!(e.cause(), Cause::Medium);
+    // Outside the failed range reads work.
+    assert!(b.read(0, 4096).await.unwrap().iter().all(|&x| x == 1));
+    // Rewritten in part: still refused where it was not.
+    b.write(4096, vec![3; 512], false).await.unwrap();
+    assert!(b.read(4096, 512).await.is_ok());
+    assert!(b.read(4608, 512).await.is_err());
+    b.write(4608, vec![3; 3584], false).await.unwrap();
+    assert!(b.read(0, 8192).await.is_ok());
+}
+
+#[tokio::test]
+async fn one_file_one_backstore() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d");
+    let link = dir.path().join("link");
+    let a = open(&spec(BackstoreKind::Fileio, Some(path.clone()), Some(4096))).unwrap();
+    std::fs::hard_link(&path, &link).unwrap();
+    let mut other = spec(BackstoreKind::Fileio, Some(link.clone()), None);
+    other.name = "other".into();
+    let e = open(&other).unwrap_err();
+    assert!(!e.is_transient());
+    let msg = e.to_string();
+    assert!(msg.contains("same storage as backstore \"t\""), "{msg}");
+    // The same backstore reopened (a reload changing its cache settings) shares the lock.
+    let mut again = spec(BackstoreKind::Fileio, Some(path.clone()), None);
+    again.write_cache = true;
+    let b = open(&again).unwrap();
+    // A backstore being replaced can hand it over.
+    let c = Backstore::open(
+        &other,
+        &OpenOptions {
+            may_create: true,
+            share_with: vec!["t".into()],
+        },
+    )
+    .unwrap();
+    drop((a, b, c));
+    // Released: anyone may take it now.
+    open(&other).unwrap();
+}
+
+#[tokio::test]
+async fn direct_io_on_a_file_and_presence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d");
+    let mut s = spec(BackstoreKind::Fileio, Some(path.clone()), Some(1 << 20));
+    s.block_size = 4096;
+    s.cache = CacheMode::Direct;
+    let b = match open(&s) {
+        Ok(b) => b,
+        // A file system without O_DIRECT is refused with a clear error at open.
+        Err(e) => {
+            assert!(e.to_string().contains("O_DIRECT"), "{e}");
+            return;
+        }
+    };
+    assert_eq!(b.cache(), CacheMode::Direct);
+    // A Vec is not page aligned: the write copies it into an aligned buffer.
+    let data: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
+    b.write(
+        4096,
+        data[1..].iter().chain([0u8].iter()).copied().collect(),
+        true,
+    )
+    .await
+    .unwrap();
+    let r = b.read(4096, 8192).await.unwrap();
+    assert!(
+        buf::is_aligned(&r),
+        "the read buffer is the aligned one, uncopied"
+    );
+    assert_eq!(&r[..100], &data[1..101]);
+    assert_eq!(b.check_present(), Ok(()));
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        b.check_present()
+            .unwrap_err()
+            .contains("deleted or replaced")
+    );
+}
+
+#[tokio::test]
+async fn write_back_data_whose_flush_failed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wb");
+    let faults = faults::inject(&path);
+    let mut s = spec(BackstoreKind::Fileio, Some(path.clone()), Some(1 << 20));
+    s.write_cache = true;
+    let b = open(&s).unwrap();
+    b.write(0, vec![1; 4096], false).await.unwrap();
+    b.flush().await.unwrap();
+    b.write(8192, vec![2; 4096], false).await.unwrap();
+    b.write(65536, vec![3; 512], false).await.unwrap();
+    // Which writeback failed is unknown: everything written since the last flush is.
+    faults.flushes.store(libc::EIO, Ordering::SeqCst);
+    assert!(b.flush().await.is_err());
+    faults.flushes.store(0, Ordering::SeqCst);
+    assert!(b.read(0, 4096).await.is_ok(), "flushed before: fine");
+    assert!(b.read(8192, 4096).await.is_err());
+    assert!(b.read(65536, 512).await.is_err());
+    // A FUA write is durable on its own: not pending for the next flush.
+    b.write(131072, vec![4; 512], true).await.unwrap();
+    faults.flushes.store(libc::EIO, Ordering::SeqCst);
+    assert!(b.flush().await.is_err());
+    assert!(b.read(131072, 512).await.is_ok());
 }

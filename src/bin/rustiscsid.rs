@@ -11,33 +11,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use rustiscsi::config::{self, ValidatedConfig};
+use rustiscsi::daemon_args::Args;
 use rustiscsi::registry::Registry;
 use rustiscsi::server::{self, ServerCtx};
 use tokio::signal::unix::{SignalKind, signal};
-
-/// A userspace iSCSI target.
-#[derive(Debug, Parser)]
-#[command(name = "rustiscsid", version, about)]
-struct Args {
-    /// Configuration file (TOML). Without it, the embedded demo default is served.
-    #[arg(short, long, env = "RUSTISCSI_CONFIG")]
-    config: Option<PathBuf>,
-    /// Validate the configuration and exit (reads no secret files and no devices).
-    #[arg(long)]
-    check: bool,
-    /// Override `daemon.state_dir`.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Override `daemon.portals` (repeatable), e.g. `127.0.0.1:3260`.
-    #[arg(long = "portal")]
-    portals: Vec<SocketAddr>,
-    /// Override `daemon.control_socket`.
-    #[arg(long)]
-    control_socket: Option<PathBuf>,
-    /// Log filter (tracing `EnvFilter` syntax; `RUST_LOG` also works).
-    #[arg(long, default_value = "info")]
-    log: String,
-}
 
 /// Portal port of the embedded default when not running as root.
 const UNPRIVILEGED_PORT: u16 = 13260;
@@ -216,7 +193,7 @@ async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
             }
         });
     }
-    spawn_size_watcher(ctx.clone());
+    server::backstores::spawn(ctx.clone());
     if args.config.is_none() {
         print_demo_banner(&v);
     }
@@ -267,20 +244,6 @@ fn reload(args: &Args, ctx: &Arc<ServerCtx>) {
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-}
-
-/// Notices backstores resized outside the daemon (a file extended, an LVM volume
-/// lvextended) and raises CAPACITY DATA HAS CHANGED for their initiators.
-fn spawn_size_watcher(ctx: Arc<ServerCtx>) {
-    tokio::spawn(async move {
-        let mut t = tokio::time::interval(std::time::Duration::from_secs(5));
-        t.tick().await;
-        loop {
-            t.tick().await;
-            let reg = ctx.registry.load_full();
-            let _ = tokio::task::spawn_blocking(move || reg.refresh_sizes()).await;
-        }
-    });
 }
 
 fn spawn_watchdog() {

@@ -326,6 +326,11 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// The CLI's clap command (for man pages and completions).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
 /// Runs the CLI with the process arguments; returns the exit code.
 pub fn run() -> ExitCode {
     run_from(std::env::args_os())

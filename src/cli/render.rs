@@ -161,6 +161,13 @@ pub fn status(s: &StatusReport) -> String {
             .into(),
         );
         let mut label = format!("{} [{}]", b.name, parts.join(", "));
+        match b.health {
+            Some(h) if b.io_errors > 0 => {
+                label.push_str(&format!(" {}, {} I/O errors", h.as_str(), b.io_errors))
+            }
+            Some(h) => label.push_str(&format!(" {}", h.as_str())),
+            None => {}
+        }
         if let Some(e) = &b.error {
             label.push_str(&format!(" ERROR: {e}"));
         }
@@ -364,6 +371,11 @@ pub fn stats(s: &Stats) -> String {
                 human_bytes(l.write_bytes),
                 latency(percentile(&l.latency_histogram_us, 0.5)),
                 latency(percentile(&l.latency_histogram_us, 0.99)),
+                l.health.map_or("-", |h| h.as_str()).to_string(),
+                format!(
+                    "{}/{}/{}/{}",
+                    l.read_errors, l.write_errors, l.flush_errors, l.discard_errors
+                ),
             ]
         })
         .collect();
@@ -376,6 +388,8 @@ pub fn stats(s: &Stats) -> String {
             "WRITTEN",
             "P50",
             "P99",
+            "HEALTH",
+            "ERRORS R/W/F/D",
         ],
         &rows,
     );

@@ -636,23 +636,19 @@ fn backstore_used_twice_in_one_target() {
     let e = parse(&text, "test.toml").unwrap_err();
     assert_eq!(e.line, 11, "{e}");
     assert_eq!(e.key, format!("targets.\"{T}\".luns[1].backstore"));
-    assert!(e.message.contains("already used by target"), "{e}");
+    assert!(e.message.contains("already used by this target"), "{e}");
     assert!(e.message.contains("(line 10)"), "{e}");
-    assert!(e.message.contains("exactly one LUN of one target"), "{e}");
+    assert!(e.message.contains("one LUN only"), "{e}");
 }
 
+/// Several targets may export one backstore (they share its logical unit), as LIO allows.
 #[test]
-fn backstore_used_by_two_targets() {
+fn backstore_shared_by_two_targets() {
     let text = format!(
         "{RAM}[targets.\"{T}\"]\ndemo_mode = true\nluns = [{{ backstore = \"a\" }}]\n\
          [targets.\"iqn.2026-11.org.example:u\"]\ndemo_mode = true\nluns = [{{ backstore = \"a\" }}]\n"
     );
-    assert_err(
-        &text,
-        12,
-        "targets.\"iqn.2026-11.org.example:u\".luns[0].backstore",
-        &format!("already used by target {T}"),
-    );
+    assert_ok(&text);
 }
 
 #[test]
@@ -982,6 +978,29 @@ fn session_limits_have_bounds() {
     let v = assert_ok("[daemon]\nbuffer_memory = \"2G\"\ntcp_keepalive_secs = 0\n");
     assert_eq!(v.config.daemon.buffer_memory, Size(2 << 30));
     assert_eq!(v.config.daemon.max_login_connections, 64);
+}
+
+#[test]
+fn pinned_identities_are_unique() {
+    let b = |name: &str, path: &str, extra: &str| {
+        format!("[backstores.{name}]\nkind = \"block\"\npath = \"{path}\"\n{extra}\n")
+    };
+    let w = "wwn = \"naa.6001405a1b2c3d4e5f647189293a4b5c\"";
+    let text = b("a", "/dev/sdb", w)
+        + &b(
+            "b",
+            "/dev/sdc",
+            &w.to_uppercase().replace("WWN = \"NAA", "wwn = \"naa"),
+        );
+    assert_err(
+        &text,
+        8,
+        "backstores.b.wwn",
+        "also pinned by backstore \"a\"",
+    );
+    let text = b("a", "/dev/sdb", "serial = \"S1\"") + &b("b", "/dev/sdc", "serial = \"S1\"");
+    assert_err(&text, 8, "backstores.b.serial", "same identity");
+    assert_ok(&(b("a", "/dev/sdb", "serial = \"S1\"") + &b("b", "/dev/sdc", "serial = \"S2\"")));
 }
 
 #[test]

@@ -432,6 +432,9 @@ impl<'a> Checker<'a> {
 
     fn backstores(&mut self, c: &Config, p: &KeyPath) {
         let mut paths: BTreeMap<&Path, &str> = BTreeMap::new();
+        // Two disks must never present one identity: multipath would merge them, and
+        // their persisted reservations (keyed by the NAA designator) would mix.
+        let mut pinned: BTreeMap<(&str, String), &str> = BTreeMap::new();
         let used: BTreeSet<&str> = c
             .targets
             .values()
@@ -457,6 +460,21 @@ impl<'a> Checker<'a> {
                     );
                 } else {
                     paths.insert(path, name);
+                }
+            }
+            for (key, value) in [("serial", &b.serial), ("wwn", &b.wwn)] {
+                let Some(v) = value else { continue };
+                match pinned.get(&(key, v.to_ascii_lowercase())) {
+                    Some(other) => self.err(
+                        &bp.key(key),
+                        format!(
+                            "{key} {v:?} is also pinned by backstore {other:?}; two disks \
+                             must not present the same identity"
+                        ),
+                    ),
+                    None => {
+                        pinned.insert((key, v.to_ascii_lowercase()), name);
+                    }
                 }
             }
             if !used.contains(name.as_str()) {
@@ -571,6 +589,9 @@ impl<'a> Checker<'a> {
         }
         let loopback_only = c.daemon.portals.iter().all(|a| is_loopback(a.ip()));
         // backstore name -> (target, LUN path) of its first use.
+        // Which LUN of a target uses each backstore: one backstore may be exported by
+        // several targets (they then share its logical unit and reservations, as in
+        // LIO), but only once by each.
         let mut owners: HashMap<&str, (&str, KeyPath)> = HashMap::new();
         for (name, t) in &c.targets {
             let tp = p.key(name);
@@ -681,7 +702,10 @@ impl<'a> Checker<'a> {
                         }
                     ),
                 );
-            } else if let Some((owner, at)) = owners.get(l.backstore.as_str()) {
+            } else if let Some((_, at)) = owners
+                .get(l.backstore.as_str())
+                .filter(|(owner, _)| *owner == name)
+            {
                 let line = self.line(at);
                 let place = if line > 0 {
                     format!(" (line {line})")
@@ -691,8 +715,8 @@ impl<'a> Checker<'a> {
                 self.err(
                     &bk,
                     format!(
-                        "backstore {:?} is already used by target {owner} at {at}{place}; \
-                         a backstore belongs to exactly one LUN of one target",
+                        "backstore {:?} is already used by this target at {at}{place}; \
+                         a target exports a backstore through one LUN only",
                         l.backstore
                     ),
                 );

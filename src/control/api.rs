@@ -285,6 +285,13 @@ pub struct BackstoreStatus {
     /// Why the backstore is not serving (open failure), if so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `healthy`, `failing` (I/O errors) or `offline` (its LUNs answer NOT READY); none
+    /// when not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::backstore::health::State>,
+    /// Failed I/O commands (read, write, flush, discard) since the daemon started.
+    #[serde(default)]
+    pub io_errors: u64,
 }
 
 /// One target in [`StatusReport`].
@@ -431,6 +438,8 @@ impl StatusReport {
                 serial: None,
                 naa: None,
                 error: None,
+                health: None,
+                io_errors: 0,
             })
             .collect();
         let targets = config
@@ -592,6 +601,21 @@ pub struct LunStats {
     /// Latency histogram: `(bucket upper bound in µs, count)`, ascending; the last bucket's
     /// bound is `u64::MAX` for "slower than everything else".
     pub latency_histogram_us: Vec<(u64, u64)>,
+    /// Health of the backstore (none from an older daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::backstore::health::State>,
+    /// Failed reads.
+    #[serde(default)]
+    pub read_errors: u64,
+    /// Failed writes.
+    #[serde(default)]
+    pub write_errors: u64,
+    /// Failed flushes (SYNCHRONIZE CACHE).
+    #[serde(default)]
+    pub flush_errors: u64,
+    /// Failed discards (UNMAP, WRITE SAME with UNMAP).
+    #[serde(default)]
+    pub discard_errors: u64,
 }
 
 /// Counters of one session.

@@ -1,13 +1,22 @@
 //! The running model: backstores opened, targets with their LUN maps and ACLs.
 //!
 //! A [`Registry`] is an immutable snapshot built from a [`ValidatedConfig`]; a reload builds
-//! a new one (reusing the open backstores whose spec did not change, so sessions keep their
-//! logical units) and swaps it in whole.
+//! a new one and swaps it in whole. A backstore that stays the same disk (same name, kind,
+//! path and identity) keeps its [`LogicalUnit`] across the reload, so sessions keep their
+//! LUNs and the unit keeps its reservations, registrations and unit attentions; only its
+//! open backstore is replaced when the spec changed otherwise (write cache, block size),
+//! or the file grown when only the size did.
+//!
+//! One backstore may be exported by several targets (never twice by one): the targets then
+//! share its logical unit and reservations, each through its own target port with its own
+//! relative target port identifier.
 
 mod identity;
 mod policy;
+mod pr_store;
+mod seen;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -15,11 +24,14 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-pub use self::identity::IdentityStore;
-use crate::backstore::{Backstore, BackstoreSpec};
-use crate::config::{ChapConfig, Config, ValidatedConfig};
+pub use self::identity::{IdentityStore, Pins};
+use self::seen::SeenFiles;
+use crate::backstore::{
+    Backstore, BackstoreError, BackstoreKind, BackstoreSpec, CacheMode, OpenOptions,
+};
+use crate::config::{BackstoreConfig, ChapConfig, Config, ValidatedConfig};
 use crate::iscsi::login::{ChapSecret, Offer};
-use crate::scsi::{LogicalUnit, LunMap, MappedLun};
+use crate::scsi::{LogicalUnit, LunMap, MappedLun, target_port_name};
 
 /// Why a registry could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +85,9 @@ pub struct Target {
     pub name: String,
     /// Target portal group tag.
     pub tpg: u16,
+    /// Relative target port identifier of its (one) target port, unique among the targets
+    /// (its portal group tag when that is free; kept across reloads).
+    pub rtpi: u16,
     /// LUNs by target LUN number.
     pub luns: BTreeMap<u64, Arc<LogicalUnit>>,
     /// Any initiator, all LUNs.
@@ -174,71 +189,209 @@ pub fn offer(c: &Config) -> Offer {
     }
 }
 
+fn spec_of(name: &str, b: &BackstoreConfig) -> BackstoreSpec {
+    BackstoreSpec {
+        name: name.to_string(),
+        kind: b.kind,
+        path: b.path.clone(),
+        size: b.size.map(|s| s.0),
+        block_size: b.block_size,
+        write_cache: b.write_cache,
+        cache: b.cache.unwrap_or(CacheMode::default_for(b.kind)),
+    }
+}
+
+fn pins_of(b: &BackstoreConfig) -> Pins<'_> {
+    Pins {
+        serial: b.serial.as_deref(),
+        wwn: b.wwn.as_deref(),
+        vendor: b.vendor.as_deref(),
+        product: b.product.as_deref(),
+    }
+}
+
+/// Whether `new` still describes the disk `old` opened: same kind and path (for a ramdisk,
+/// whose contents are the disk, everything but the size).
+fn same_disk(old: &BackstoreSpec, new: &BackstoreSpec) -> bool {
+    if old.kind != new.kind || old.path != new.path {
+        return false;
+    }
+    old.kind != BackstoreKind::Ramdisk
+        || BackstoreSpec {
+            size: old.size,
+            ..new.clone()
+        } == *old
+}
+
+/// What a reload does to the backstore of a unit it keeps.
+enum Reopen {
+    /// Nothing (the same spec, or only grown in place).
+    Keep,
+    /// Put this freshly opened backstore under the unit once the whole registry is built.
+    Online(Arc<Backstore>),
+    /// The new spec cannot be opened now (the device is away): the unit goes offline
+    /// with this reason, and comes back by itself when it can be opened.
+    Offline(String),
+}
+
+/// What a reload does to a unit it keeps: nothing, grow the file in place (only the size
+/// changed), or a reopened backstore (sharing the claim on the file or device that the
+/// unit's current one holds under the same name).
+fn reopen(
+    name: &str,
+    old: &BackstoreSpec,
+    spec: &BackstoreSpec,
+    unit: &LogicalUnit,
+    opts: &OpenOptions,
+) -> Result<Reopen, RegistryError> {
+    if old == spec {
+        return Ok(Reopen::Keep);
+    }
+    let resized = BackstoreSpec {
+        size: old.size,
+        ..spec.clone()
+    };
+    if *old != resized {
+        return match Backstore::open(spec, opts) {
+            Ok(store) => Ok(Reopen::Online(Arc::new(store))),
+            Err(e) if e.is_transient() => Ok(Reopen::Offline(e.to_string())),
+            Err(e) => Err(e.into()),
+        };
+    }
+    // Only the size changed: grow in place (online resize), and every initiator gets
+    // CAPACITY DATA HAS CHANGED. An offline unit gets the new size when it is opened.
+    if spec.size < old.size {
+        tracing::warn!(backstore = %name, "backstores are never shrunk online; keeping the current size");
+    }
+    if let Some(store) = unit.backstore() {
+        let before = store.size();
+        let after = store
+            .grow(spec.size.unwrap_or(0))
+            .map_err(|source| BackstoreError::Open {
+                name: name.to_string(),
+                source,
+            })?;
+        if after != before {
+            tracing::info!(backstore = %name, before, after, "backstore grown");
+            unit.capacity_changed();
+        }
+    }
+    Ok(Reopen::Keep)
+}
+
+/// Relative target port identifiers, one per target, unique: what the running registry
+/// gave a target stays; a new target gets its portal group tag if free, else the lowest
+/// free identifier (0 is reserved).
+fn assign_rtpis(c: &Config, previous: Option<&Registry>) -> BTreeMap<String, u16> {
+    let mut taken = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    if let Some(p) = previous {
+        for iqn in c.targets.keys() {
+            if let Some(t) = p.targets.get(iqn) {
+                if taken.insert(t.rtpi) {
+                    out.insert(iqn.clone(), t.rtpi);
+                }
+            }
+        }
+    }
+    for (iqn, t) in &c.targets {
+        if out.contains_key(iqn) {
+            continue;
+        }
+        let id = if t.tpg != 0 && !taken.contains(&t.tpg) {
+            t.tpg
+        } else {
+            (1..=u16::MAX).find(|i| !taken.contains(i)).unwrap_or(0)
+        };
+        taken.insert(id);
+        out.insert(iqn.clone(), id);
+    }
+    out
+}
+
 impl Registry {
-    /// Builds a snapshot, reusing unchanged backstores of `previous`.
+    /// Builds a snapshot, keeping the logical units of `previous` that are the same disk.
+    /// Nothing shared with `previous` changes unless the whole build succeeds (except a
+    /// file grown for a new size). A backstore that cannot be opened for a reason that may
+    /// pass (the device is not there yet) gives an offline unit instead of an error.
     pub fn build(
         v: &ValidatedConfig,
         previous: Option<&Registry>,
     ) -> Result<Registry, RegistryError> {
         let c = &v.config;
+        let state_dir = &c.daemon.state_dir;
         let state_err = |source| RegistryError::State {
-            path: c.daemon.state_dir.display().to_string(),
+            path: state_dir.display().to_string(),
             source,
         };
-        let mut ids = IdentityStore::open(&c.daemon.state_dir).map_err(state_err)?;
+        let mut ids = IdentityStore::open(state_dir).map_err(state_err)?;
+        let mut seen_files = SeenFiles::open(state_dir).map_err(state_err)?;
+        // Backstores being removed may hand their claim on a file or device to a new one.
+        let retiring: Vec<String> = previous
+            .map(|p| {
+                p.units
+                    .keys()
+                    .filter(|n| !c.backstores.contains_key(*n))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut units = BTreeMap::new();
+        let mut swaps = Vec::new();
+        let mut created = Vec::new();
+        let mut seen: HashMap<crate::scsi::Naa, &str> = HashMap::new();
         for (name, b) in &c.backstores {
-            let spec = BackstoreSpec {
-                name: name.clone(),
-                kind: b.kind,
-                path: b.path.clone(),
-                size: b.size.map(|s| s.0),
-                block_size: b.block_size,
-                write_cache: b.write_cache,
-            };
+            let spec = spec_of(name, b);
+            let identity = ids
+                .get(name, &pins_of(b))
+                .map_err(|e| state_err(std::io::Error::other(e)))?;
+            // A pin may equal another backstore's stored identity: never serve two disks
+            // as one (multipath would merge them; their APTPL files would mix).
+            if let Some(other) = seen.insert(identity.naa, name) {
+                return Err(state_err(std::io::Error::other(format!(
+                    "backstores {other} and {name} would both present {}; pin another wwn",
+                    identity.naa
+                ))));
+            }
+            let opts = open_options(&spec, &seen_files, &retiring);
             if let Some((old, unit)) = previous.and_then(|p| p.units.get(name)) {
-                if *old == spec {
-                    units.insert(name.clone(), (spec, unit.clone()));
-                    continue;
-                }
-                // Only the size changed: grow in place (online resize), same unit, and
-                // every initiator gets CAPACITY DATA HAS CHANGED.
-                let resized = BackstoreSpec {
-                    size: old.size,
-                    ..spec.clone()
-                };
-                if *old == resized {
-                    if spec.size < old.size {
-                        tracing::warn!(backstore = %name, "backstores are never shrunk online; keeping the current size");
-                    }
-                    let store = unit.backstore();
-                    let before = store.size();
-                    let after = store.grow(spec.size.unwrap_or(0)).map_err(|source| {
-                        crate::backstore::BackstoreError::Open {
-                            name: name.clone(),
-                            source,
-                        }
-                    })?;
-                    if after != before {
-                        tracing::info!(backstore = %name, before, after, "backstore grown");
-                        unit.capacity_changed();
+                if same_disk(old, &spec) && *unit.identity() == identity {
+                    match reopen(name, old, &spec, unit, &opts)? {
+                        Reopen::Keep => {}
+                        r => swaps.push((name, unit.clone(), r)),
                     }
                     units.insert(name.clone(), (spec, unit.clone()));
                     continue;
                 }
             }
-            let store = Arc::new(Backstore::open(&spec)?);
-            let unit = Arc::new(LogicalUnit::new(store, ids.get(name)));
+            let unit = match Backstore::open(&spec, &opts) {
+                Ok(store) => {
+                    note_seen(&mut seen_files, &store);
+                    Arc::new(LogicalUnit::new(Arc::new(store), identity))
+                }
+                Err(e) if e.is_transient() => {
+                    Arc::new(LogicalUnit::offline(&spec, identity, e.to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            pr_store::attach(&unit, state_dir, name, &spec)?;
+            created.push(name.clone());
             units.insert(name.clone(), (spec, unit));
         }
-        ids.save().map_err(state_err)?;
 
+        let rtpis = assign_rtpis(c, previous);
+        let mut ports: HashMap<&str, Vec<(String, u16)>> = HashMap::new();
         let mut targets = BTreeMap::new();
         for (iqn, t) in &c.targets {
+            let rtpi = rtpis.get(iqn).copied().unwrap_or(t.tpg);
             let mut luns = BTreeMap::new();
             for (i, l) in t.luns.iter().enumerate() {
                 let n = l.lun.unwrap_or(i as u64);
                 luns.insert(n, units[&l.backstore].1.clone());
+                ports
+                    .entry(l.backstore.as_str())
+                    .or_default()
+                    .push((target_port_name(iqn, t.tpg), rtpi));
             }
             let mut acls = HashMap::new();
             for (init, a) in &t.acls {
@@ -280,6 +433,7 @@ impl Registry {
                 Target {
                     name: iqn.clone(),
                     tpg: t.tpg,
+                    rtpi,
                     luns,
                     demo_mode: t.demo_mode,
                     auth: auth(&t.auth.chap, &t.auth.mutual_chap)?,
@@ -288,20 +442,64 @@ impl Registry {
                 },
             );
         }
+        let discovery = auth(&c.discovery.chap, &c.discovery.mutual_chap)?;
+        ids.save().map_err(state_err)?;
+
+        // Everything that can fail has: now the units shared with the running registry
+        // change (a reopened backstore raises its own unit attentions: ready again,
+        // capacity changed).
+        for (name, unit, r) in swaps {
+            match r {
+                Reopen::Online(store) => {
+                    note_seen(&mut seen_files, &store);
+                    unit.set_online(store);
+                    tracing::info!(backstore = %name, "backstore reopened; the logical unit, its reservations and unit attentions are kept");
+                }
+                Reopen::Offline(reason) => unit.set_offline(&reason),
+                Reopen::Keep => {}
+            }
+        }
+        for (name, (_, unit)) in &units {
+            unit.reservations
+                .set_target_ports(ports.remove(name.as_str()).unwrap_or_default());
+            let exports: Vec<String> = targets
+                .values()
+                .flat_map(|t: &Target| {
+                    t.luns
+                        .iter()
+                        .filter(|(_, u)| Arc::ptr_eq(u, unit))
+                        .map(|(n, _)| format!("{} LUN {n}", t.name))
+                })
+                .collect();
+            if exports.is_empty() {
+                tracing::debug!(backstore = %name, "backstore exported by no LUN");
+            }
+            unit.health.set_exports(exports.join(", "));
+            if created.contains(name) {
+                unit.health.announce();
+            }
+        }
         Ok(Registry {
             config: c.clone(),
             units,
             targets,
-            discovery: auth(&c.discovery.chap, &c.discovery.mutual_chap)?,
+            discovery,
             offer: offer(c),
         })
     }
 
-    /// Re-reads the size of every backstore (files extended, LVM volumes lvextended
-    /// outside the daemon) and announces the units whose capacity changed.
+    /// Re-reads the size of every online backstore (files extended, LVM volumes
+    /// lvextended outside the daemon) and announces the units whose capacity changed; a
+    /// backstore whose file or device vanished (deleted, replaced, removed) goes offline.
     pub fn refresh_sizes(&self) {
         for (name, (_, unit)) in &self.units {
-            let store = unit.backstore();
+            let Some(store) = unit.backstore() else {
+                continue;
+            };
+            if let Err(reason) = store.check_present() {
+                unit.set_offline_if(&store, &reason);
+                continue;
+            }
             let before = store.size();
             match store.refresh_size() {
                 Ok(after) if after != before => {
@@ -312,6 +510,50 @@ impl Registry {
                 Err(e) => {
                     tracing::warn!(backstore = %name, error = %e, "cannot read backstore size")
                 }
+            }
+        }
+    }
+
+    /// Names of the backstores that are offline now.
+    pub fn offline(&self) -> Vec<String> {
+        self.units
+            .iter()
+            .filter(|(_, (_, u))| u.backstore().is_none())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Tries to open the offline backstore `name` again; on success its unit is online
+    /// (NOT READY TO READY CHANGE for every initiator). Returns whether it is online.
+    pub fn reopen(&self, name: &str) -> bool {
+        let Some((spec, unit)) = self.units.get(name) else {
+            return false;
+        };
+        if unit.backstore().is_some() {
+            return true;
+        }
+        let seen = SeenFiles::open(&self.config.daemon.state_dir);
+        let opts = match &seen {
+            Ok(s) => open_options(spec, s, &[]),
+            Err(_) => OpenOptions {
+                may_create: false,
+                share_with: Vec::new(),
+            },
+        };
+        match Backstore::open(spec, &opts) {
+            Ok(store) => {
+                if let Ok(mut s) = seen {
+                    note_seen(&mut s, &store);
+                }
+                unit.set_online(Arc::new(store));
+                true
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if unit.offline_reason().as_deref() != Some(reason.as_str()) {
+                    unit.set_offline(&reason);
+                }
+                false
             }
         }
     }
@@ -344,6 +586,25 @@ impl Registry {
     }
 }
 
+/// How to open `spec`: a fileio file seen before is not created again.
+fn open_options(spec: &BackstoreSpec, seen: &SeenFiles, retiring: &[String]) -> OpenOptions {
+    let seen_before = spec.kind == BackstoreKind::Fileio
+        && spec.path.as_deref().is_some_and(|p| seen.contains(p));
+    OpenOptions {
+        may_create: !seen_before,
+        share_with: retiring.to_vec(),
+    }
+}
+
+fn note_seen(seen: &mut SeenFiles, store: &Backstore) {
+    if store.kind() == BackstoreKind::Fileio
+        && let Some(p) = store.path()
+        && let Err(e) = seen.add(p)
+    {
+        tracing::warn!(backstore = %store.name(), error = %e, "cannot record the file in the state dir");
+    }
+}
+
 /// Creates the parent directory of a path if needed (for sockets and state files).
 pub fn ensure_parent(p: &Path) -> std::io::Result<()> {
     match p.parent() {
@@ -351,3 +612,6 @@ pub fn ensure_parent(p: &Path) -> std::io::Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,6 +23,7 @@
 use bytes::Bytes;
 
 pub mod cdb;
+mod identity;
 mod lun;
 pub mod metrics;
 mod mode;
@@ -33,14 +34,21 @@ mod sbc;
 pub use sbc::MAX_TRANSFER_BYTES;
 pub mod sense;
 mod spc;
+pub mod tasks;
 mod vpd;
 
+#[cfg(test)]
+mod abort_tests;
+#[cfg(test)]
+mod storage_tests;
 #[cfg(test)]
 mod tests;
 
 pub use cdb::Command;
-pub use lun::{LogicalUnit, LunIdentity, LunMap, MappedLun};
+pub use identity::{DEFAULT_PRODUCT, DEFAULT_VENDOR, LunIdentity, Naa};
+pub use lun::{LogicalUnit, LunMap, MappedLun};
 pub use nexus::ItNexus;
+pub use spc::target_port_name;
 
 use pr::Access;
 use sense::Sense;
@@ -89,6 +97,9 @@ pub struct ScsiResponse {
     /// For commands with Data-Out: the bytes the CDB transfers, so the transport can report
     /// residuals against the initiator's expected length. `None` when not applicable.
     pub data_out_len: Option<u32>,
+    /// For reads cut to the initiator's expected length: the bytes the CDB asked for
+    /// (the transport reports the difference as an overflow residual).
+    pub data_in_len: Option<u32>,
 }
 
 impl ScsiResponse {
@@ -99,6 +110,7 @@ impl ScsiResponse {
             sense: None,
             data_in: data,
             data_out_len: None,
+            data_in_len: None,
         }
     }
 
@@ -109,6 +121,7 @@ impl ScsiResponse {
             sense: Some(sense),
             data_in: Bytes::new(),
             data_out_len: None,
+            data_in_len: None,
         }
     }
 
@@ -119,6 +132,7 @@ impl ScsiResponse {
             sense: None,
             data_in: Bytes::new(),
             data_out_len: None,
+            data_in_len: None,
         }
     }
 }
@@ -132,8 +146,41 @@ pub(crate) fn reply(mut data: Vec<u8>, alloc: u32) -> ScsiResponse {
 /// Handler result: a response, or the sense of a CHECK CONDITION.
 pub(crate) type CmdResult = Result<ScsiResponse, Sense>;
 
-/// Executes one command for `nexus`. Never panics on any CDB; never returns a Rust error.
+/// Which task a command is, for the logical unit's task set.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskMeta {
+    /// The session's id of the task.
+    pub id: u64,
+    /// When the command arrived (an abort covers the tasks that arrived before it).
+    pub received: std::time::Instant,
+}
+
+/// The command was aborted (by task management, PREEMPT AND ABORT or its session's end):
+/// no I/O of it is in progress any more; its own result must not be reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aborted;
+
+/// Executes one command for `nexus` as a task that just arrived; an aborted command is
+/// answered with TASK ABORTED. Never panics on any CDB.
 pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
+    let meta = TaskMeta {
+        id: 0,
+        received: std::time::Instant::now(),
+    };
+    execute_task(nexus, cmd, meta)
+        .await
+        .unwrap_or_else(|Aborted| ScsiResponse::status(status::TASK_ABORTED))
+}
+
+/// Executes one command for `nexus`. Commands that touch the medium run inside the unit's
+/// task set, so an abort waits for their I/O, and `Err(Aborted)` says an abort covered
+/// this one (before or during its I/O). Never panics on any CDB; never returns another
+/// Rust error.
+pub async fn execute_task(
+    nexus: &ItNexus,
+    cmd: ScsiCommand,
+    meta: TaskMeta,
+) -> Result<ScsiResponse, Aborted> {
     let parsed = cdb::parse(&cmd.cdb);
     let opcode = cmd.cdb.first().copied().unwrap_or(0xff);
     // INQUIRY, REPORT LUNS and REQUEST SENSE neither report nor clear unit attentions
@@ -143,7 +190,7 @@ pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
         opcodes::INQUIRY | opcodes::REPORT_LUNS | opcodes::REQUEST_SENSE
     );
     let Some((mapped, ua)) = nexus.lookup(cmd.lun, !ua_exempt) else {
-        return match (parsed, opcode) {
+        return Ok(match (parsed, opcode) {
             (Ok(c), opcodes::INQUIRY | opcodes::REPORT_LUNS | opcodes::REQUEST_SENSE) => {
                 spc::unmapped(nexus, c)
             }
@@ -151,14 +198,14 @@ pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
                 ScsiResponse::check(s)
             }
             _ => ScsiResponse::check(Sense::LUN_NOT_SUPPORTED),
-        };
+        });
     };
     if let (Some(ua), false) = (ua, ua_exempt) {
-        return ScsiResponse::check(ua);
+        return Ok(ScsiResponse::check(ua));
     }
     let command = match parsed {
         Ok(c) => c,
-        Err(s) => return ScsiResponse::check(s),
+        Err(s) => return Ok(ScsiResponse::check(s)),
     };
     let unit = &mapped.unit;
     let access = access(&command);
@@ -166,12 +213,24 @@ pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
         .reservations
         .permits(nexus.initiator_port(), nexus.target_port(), access)
     {
-        return ScsiResponse::status(status::RESERVATION_CONFLICT);
+        return Ok(ScsiResponse::status(status::RESERVATION_CONFLICT));
     }
+    // Commands that touch the medium get NOT READY while the backstore is offline,
+    // before any range check (the capacity is unknown then).
+    let store = if needs_medium(&command) {
+        match unit.ready() {
+            Ok(s) => Some(s),
+            Err(s) => return Ok(ScsiResponse::check(s)),
+        }
+    } else {
+        None
+    };
     let ctx = Ctx {
         nexus,
         m: &mapped,
         ua,
+        store,
+        expected_in: cmd.expected_in,
     };
     let data_out_len = data_out_len(&command, unit.block_size());
     let io = match command {
@@ -182,16 +241,30 @@ pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
         _ => None,
     };
     let started = io.map(|_| std::time::Instant::now());
+    let guard = match medium_access(&command) {
+        Some(a) => match unit
+            .tasks
+            .begin(nexus.key(), meta.id, meta.received, a)
+            .await
+        {
+            Some(g) => Some(g),
+            None => return Err(Aborted),
+        },
+        None => None,
+    };
     let mut resp = match dispatch(&ctx, command, cmd.data_out).await {
         Ok(r) => r,
         Err(s) => ScsiResponse::check(s),
     };
+    if guard.is_some_and(|g| g.aborted()) {
+        return Err(Aborted);
+    }
     if let (Some((write, blocks)), Some(t0)) = (io, started) {
         let bytes = u64::from(blocks) * u64::from(unit.block_size());
         unit.metrics.record(write, bytes, t0.elapsed());
     }
     resp.data_out_len = data_out_len;
-    resp
+    Ok(resp)
 }
 
 /// Bytes of Data-Out the CDB transfers (for the transport's residual count).
@@ -214,6 +287,45 @@ fn data_out_len(c: &Command, block_size: u32) -> Option<u32> {
     }
 }
 
+/// How a command touches the medium, for the task set (`None`: it does not).
+fn medium_access(c: &Command) -> Option<tasks::Access> {
+    use Command::*;
+    use tasks::Access;
+    let span = |lba: u64, n: u64| (lba, lba.saturating_add(n));
+    Some(match *c {
+        Read { lba, blocks } => {
+            let (a, b) = span(lba, u64::from(blocks));
+            Access::Read(a, b)
+        }
+        Verify { lba, blocks, .. } => {
+            let (a, b) = span(lba, u64::from(blocks));
+            Access::Read(a, b)
+        }
+        Write { lba, blocks, .. } | WriteAndVerify { lba, blocks } => {
+            let (a, b) = span(lba, u64::from(blocks));
+            Access::Write(a, b)
+        }
+        CompareAndWrite { lba, blocks, .. } => {
+            let (a, b) = span(lba, u64::from(blocks));
+            Access::CompareAndWrite(a, b)
+        }
+        WriteSame { lba, blocks, .. } => {
+            // 0 blocks: to the end of the medium.
+            let n = if blocks == 0 {
+                u64::MAX
+            } else {
+                u64::from(blocks)
+            };
+            let (a, b) = span(lba, n);
+            Access::Write(a, b)
+        }
+        Unmap { .. } => Access::Write(0, u64::MAX),
+        GetLbaStatus { lba, .. } => Access::Read(lba, u64::MAX),
+        SyncCache { .. } => Access::Other,
+        _ => return None,
+    })
+}
+
 /// What a command needs to run against one mapped unit.
 pub(crate) struct Ctx<'a> {
     /// The asking nexus.
@@ -222,12 +334,20 @@ pub(crate) struct Ctx<'a> {
     pub m: &'a MappedLun,
     /// Unit attention pending (peeked, for REQUEST SENSE).
     pub ua: Option<Sense>,
+    /// The backstore, loaded once for the command when it needs the medium.
+    pub store: Option<std::sync::Arc<crate::backstore::Backstore>>,
+    /// Data-In the initiator expects (reads read no more).
+    pub expected_in: u32,
 }
 
 impl Ctx<'_> {
     /// The logical unit.
     pub fn unit(&self) -> &LogicalUnit {
         &self.m.unit
+    }
+    /// The backstore this command runs against (NOT READY when the unit is offline).
+    pub fn store(&self) -> Result<&crate::backstore::Backstore, Sense> {
+        self.store.as_deref().ok_or(Sense::NOT_READY)
     }
     /// Fails with WRITE PROTECTED on read-only mappings.
     pub fn writable(&self) -> Result<(), Sense> {
@@ -237,6 +357,27 @@ impl Ctx<'_> {
             Ok(())
         }
     }
+}
+
+/// Whether `c` needs the backstore: everything but the commands a unit answers without its
+/// medium (identity, reservations, mode pages, sense, start/stop).
+fn needs_medium(c: &Command) -> bool {
+    use Command::*;
+    !matches!(
+        c,
+        Inquiry { .. }
+            | ReportLuns { .. }
+            | RequestSense { .. }
+            | ReportOpcodes { .. }
+            | PrIn { .. }
+            | PrOut { .. }
+            | Reserve
+            | Release
+            | ModeSense { .. }
+            | ModeSelect { .. }
+            | StartStopUnit
+            | PreventAllow { .. }
+    )
 }
 
 fn access(c: &Command) -> Access {
@@ -295,7 +436,7 @@ async fn dispatch(ctx: &Ctx<'_>, c: Command, data_out: Vec<u8>) -> CmdResult {
             alloc,
         } => mode::sense(ctx, ten, dbd, llbaa, pc, page, subpage, alloc),
         ModeSelect { ten, sp, len } => mode::select(ctx, ten, sp, len, &data_out),
-        Reserve | Release | PrIn { .. } | PrOut { .. } => spc::reservation(ctx, c, &data_out),
+        Reserve | Release | PrIn { .. } | PrOut { .. } => spc::reservation(ctx, c, &data_out).await,
         ReadCapacity10 => Ok(sbc::read_capacity_10(ctx)),
         ReadCapacity16 { alloc } => Ok(sbc::read_capacity_16(ctx, alloc)),
         Read { lba, blocks } => sbc::read(ctx, lba, blocks).await,

@@ -23,13 +23,14 @@ fn page(ctx: &Ctx<'_>, code: u8, pc: u8) -> Option<Vec<u8>> {
             let mut p = vec![0u8; 20];
             p[0] = 0x08;
             p[1] = 0x12;
-            if ctx.unit().backstore().write_cache() {
+            if ctx.unit().write_cache() {
                 p[2] = 0x04; // WCE
             }
             p
         }
-        // Control: QAM unrestricted; busy timeout unlimited.
-        0x0a => vec![0x0a, 0x0a, 0, 0x10, 0, 0, 0, 0, 0xff, 0xff, 0, 0],
+        // Control: QAM unrestricted; TAS: a task aborted by another I_T nexus ends with
+        // TASK ABORTED status (what the task set reports); busy timeout unlimited.
+        0x0a => vec![0x0a, 0x0a, 0, 0x10, 0, 0x40, 0, 0, 0xff, 0xff, 0, 0],
         _ => return None,
     };
     if pc == PC_CHANGEABLE {

@@ -7,6 +7,10 @@ use arc_swap::ArcSwap;
 
 use super::lun::{LogicalUnit, LunMap, MappedLun};
 use super::sense::Sense;
+use super::tasks::NexusKey;
+
+/// Source of nexus ids (unique for the life of the process).
+static NEXT_NEXUS: AtomicU64 = AtomicU64::new(1);
 
 /// What this nexus last saw of one unit's generation counters.
 #[derive(Debug)]
@@ -14,6 +18,7 @@ struct Seen {
     unit: Arc<LogicalUnit>,
     reset: AtomicU64,
     capacity: AtomicU64,
+    ready: AtomicU64,
 }
 
 impl Seen {
@@ -22,6 +27,7 @@ impl Seen {
             unit: Arc::clone(unit),
             reset: AtomicU64::new(unit.reset_gen()),
             capacity: AtomicU64::new(unit.capacity_gen()),
+            ready: AtomicU64::new(unit.ready_gen()),
         }
     }
 }
@@ -37,8 +43,7 @@ struct View {
 /// runs), and its pending unit attentions.
 #[derive(Debug)]
 pub struct ItNexus {
-    initiator_port: String,
-    target_port: String,
+    key: Arc<NexusKey>,
     view: ArcSwap<View>,
     luns_changed: AtomicBool,
 }
@@ -56,8 +61,11 @@ impl ItNexus {
         let luns = sorted(luns);
         let seen = luns.iter().map(|m| Seen::current(&m.unit)).collect();
         ItNexus {
-            initiator_port,
-            target_port,
+            key: Arc::new(NexusKey {
+                id: NEXT_NEXUS.fetch_add(1, Ordering::Relaxed),
+                initiator_port,
+                target_port,
+            }),
             view: ArcSwap::from_pointee(View {
                 map: Arc::new(luns),
                 seen,
@@ -68,12 +76,22 @@ impl ItNexus {
 
     /// The initiator port name.
     pub fn initiator_port(&self) -> &str {
-        &self.initiator_port
+        &self.key.initiator_port
     }
 
     /// The target port name.
     pub fn target_port(&self) -> &str {
-        &self.target_port
+        &self.key.target_port
+    }
+
+    /// The nexus's identity in task sets (its id and port names).
+    pub fn key(&self) -> &Arc<NexusKey> {
+        &self.key
+    }
+
+    /// The nexus's id (unique for the life of the process).
+    pub fn id(&self) -> u64 {
+        self.key.id
     }
 
     /// The current LUN map (sorted by LUN).
@@ -94,6 +112,7 @@ impl ItNexus {
                         unit: Arc::clone(&m.unit),
                         reset: AtomicU64::new(s.reset.load(Ordering::Acquire)),
                         capacity: AtomicU64::new(s.capacity.load(Ordering::Acquire)),
+                        ready: AtomicU64::new(s.ready.load(Ordering::Acquire)),
                     },
                     None => Seen::current(&m.unit),
                 },
@@ -144,12 +163,15 @@ impl ItNexus {
         let ua = take(&seen.reset, unit.reset_gen(), consume)
             .then_some(Sense::UA_LUN_RESET)
             .or_else(|| {
+                take(&seen.ready, unit.ready_gen(), consume).then_some(Sense::UA_NOT_READY_TO_READY)
+            })
+            .or_else(|| {
                 take(&seen.capacity, unit.capacity_gen(), consume)
                     .then_some(Sense::UA_CAPACITY_CHANGED)
             })
             .or_else(|| {
                 unit.reservations
-                    .take_ua(&self.initiator_port, &self.target_port, consume)
+                    .take_ua(&self.key.initiator_port, &self.key.target_port, consume)
             })
             .or_else(|| self.take_luns_changed(consume));
         Some((view.map[i].clone(), ua))
@@ -172,7 +194,7 @@ impl Drop for ItNexus {
         for s in &self.view.load().seen {
             s.unit
                 .reservations
-                .nexus_lost(&self.initiator_port, &self.target_port);
+                .nexus_lost(&self.key.initiator_port, &self.key.target_port);
         }
     }
 }

@@ -1,11 +1,14 @@
 //! SBC commands: capacity, READ/WRITE/VERIFY, cache, UNMAP, WRITE SAME, COMPARE AND
 //! WRITE, GET LBA STATUS.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use super::sense::Sense;
 use super::{CmdResult, Ctx, ScsiResponse, reply, spc};
-use crate::backstore::BackstoreError;
+use crate::backstore::health::{Failure, Op};
+use crate::backstore::{BackstoreError, Cause};
 
 /// Largest READ/WRITE transfer, in bytes (Block Limits MAXIMUM TRANSFER LENGTH).
 pub const MAX_TRANSFER_BYTES: u32 = 32 << 20;
@@ -29,16 +32,54 @@ pub fn max_write_same_blocks(bs: u32) -> u32 {
     MAX_WRITE_SAME_BYTES / bs
 }
 
-/// Maps a backstore failure to sense: MEDIUM ERROR, or DATA PROTECT when out of space.
-pub fn io_sense(e: &BackstoreError) -> Sense {
-    tracing::warn!("backstore I/O error: {e}");
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Sense::SPACE_ALLOCATION_FAILED,
-        _ => match e {
-            BackstoreError::Read(_) => Sense::READ_ERROR,
-            _ => Sense::WRITE_ERROR,
-        },
+/// Maps a backstore failure of `op` to sense, by cause (the one place this is decided):
+/// - medium errors (EIO, a read of a range whose write failed): MEDIUM ERROR, UNRECOVERED
+///   READ ERROR (11/00) for reads, WRITE ERROR (0C/00) for writes, flushes and discards;
+/// - ENOSPC/EDQUOT: DATA PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT (27/07), what SBC
+///   asks of thin storage out of space (no soft threshold is advertised in VPD B2, so the
+///   threshold unit attention does not apply);
+/// - EROFS: DATA PROTECT, WRITE PROTECTED (27/00);
+/// - storage gone (ENODEV, ENXIO, ...): NOT READY (04/00), and the unit goes offline;
+/// - anything else: HARDWARE ERROR, INTERNAL TARGET FAILURE (44/00).
+pub fn io_sense(op: Op, e: &BackstoreError) -> Sense {
+    match e.cause() {
+        Cause::Medium if op == Op::Read => Sense::READ_ERROR,
+        Cause::Medium => Sense::WRITE_ERROR,
+        Cause::NoSpace => Sense::SPACE_ALLOCATION_FAILED,
+        Cause::ReadOnly => Sense::WRITE_PROTECTED,
+        Cause::Gone => Sense::NOT_READY,
+        Cause::Internal => Sense::INTERNAL_TARGET_FAILURE,
     }
+}
+
+/// A failed backstore operation of a command at `lba`: counted and logged (rate-limited)
+/// by the unit's health; when the storage turns out to be gone, the unit goes offline and
+/// the command gets NOT READY. Returns the sense for the command.
+fn failed(ctx: &Ctx<'_>, op: Op, lba: u64, e: BackstoreError) -> Sense {
+    let unit = ctx.unit();
+    unit.health.error(
+        Instant::now(),
+        Failure {
+            op,
+            lba,
+            lun: ctx.m.lun,
+            initiator: ctx.nexus.initiator_port(),
+            error: &e,
+        },
+    );
+    let cause = e.cause();
+    if let (Cause::Gone | Cause::Medium, Some(store)) = (cause, &ctx.store) {
+        let gone = match store.check_present() {
+            Err(reason) => Some(reason),
+            Ok(()) if cause == Cause::Gone => Some(e.to_string()),
+            Ok(()) => None,
+        };
+        if let Some(reason) = gone {
+            unit.set_offline_if(store, &reason);
+            return Sense::NOT_READY;
+        }
+    }
+    io_sense(op, &e)
 }
 
 /// Checks `lba`..`lba + blocks` against the capacity; returns (byte offset, byte length).
@@ -79,7 +120,9 @@ pub fn read_capacity_16(ctx: &Ctx<'_>, alloc: u32) -> ScsiResponse {
     let mut d = vec![0u8; 32];
     d[..8].copy_from_slice(&unit.num_blocks().saturating_sub(1).to_be_bytes());
     d[8..12].copy_from_slice(&unit.block_size().to_be_bytes());
-    let store = unit.backstore();
+    let Ok(store) = ctx.store() else {
+        return ScsiResponse::check(Sense::NOT_READY);
+    };
     if store.supports_discard() {
         d[14] = 0x80; // LBPME
         if store.discard_zeroes() {
@@ -90,18 +133,28 @@ pub fn read_capacity_16(ctx: &Ctx<'_>, alloc: u32) -> ScsiResponse {
 }
 
 /// READ (6/10/12/16): the backstore buffer is the Data-In, uncopied.
+///
+/// Reads no more than the initiator expects (rounded up to whole blocks): a READ whose
+/// CDB asks for more than its expected data transfer length does not make the target
+/// hold the rest; the response says how much the CDB asked for (the overflow residual).
 pub async fn read(ctx: &Ctx<'_>, lba: u64, blocks: u32) -> CmdResult {
     let (off, len) = xfer(ctx, lba, blocks)?;
     if len == 0 {
         return Ok(spc::ok());
     }
+    let bs = ctx.unit().block_size() as usize;
+    let want = (ctx.expected_in as usize).min(len).div_ceil(bs) * bs;
     let data = ctx
-        .unit()
-        .backstore()
-        .read(off, len)
+        .store()?
+        .read(off, want)
         .await
-        .map_err(|e| io_sense(&e))?;
-    Ok(ScsiResponse::good(data))
+        .map_err(|e| failed(ctx, Op::Read, lba, e))?;
+    ctx.unit().health.ok();
+    let mut r = ScsiResponse::good(data);
+    if want < len {
+        r.data_in_len = Some(len as u32);
+    }
+    Ok(r)
 }
 
 /// WRITE (6/10/12/16) and WRITE AND VERIFY: `data` goes to the backstore uncopied.
@@ -130,11 +183,11 @@ pub async fn write(
     } else {
         data.truncate(len);
     }
-    ctx.unit()
-        .backstore()
+    ctx.store()?
         .write(off, data, fua)
         .await
-        .map_err(|e| io_sense(&e))?;
+        .map_err(|e| failed(ctx, Op::Write, lba, e))?;
+    ctx.unit().health.ok();
     Ok(spc::ok())
 }
 
@@ -159,11 +212,10 @@ pub async fn verify(ctx: &Ctx<'_>, lba: u64, blocks: u32, bytchk: u8, data: &[u8
         return Err(Sense::INVALID_FIELD_IN_IU);
     };
     let medium = ctx
-        .unit()
-        .backstore()
+        .store()?
         .read(off, len)
         .await
-        .map_err(|e| io_sense(&e))?;
+        .map_err(|e| failed(ctx, Op::Read, lba, e))?;
     let mismatch = if bytchk == 3 {
         medium
             .chunks(bs)
@@ -181,11 +233,10 @@ pub async fn verify(ctx: &Ctx<'_>, lba: u64, blocks: u32, bytchk: u8, data: &[u8
 /// SYNCHRONIZE CACHE (10/16); `blocks == 0` covers up to the end of the medium.
 pub async fn sync_cache(ctx: &Ctx<'_>, lba: u64, blocks: u32) -> CmdResult {
     range(ctx, lba, u64::from(blocks))?;
-    ctx.unit()
-        .backstore()
+    ctx.store()?
         .flush()
         .await
-        .map_err(|e| io_sense(&e))?;
+        .map_err(|e| failed(ctx, Op::Flush, lba, e))?;
     Ok(spc::ok())
 }
 
@@ -218,13 +269,17 @@ pub async fn unmap(ctx: &Ctx<'_>, len: u32, data: &[u8]) -> CmdResult {
         let n = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
         ranges.push(range(ctx, lba, u64::from(n))?);
     }
-    let store = ctx.unit().backstore();
+    let store = ctx.store()?;
     if !store.supports_discard() {
         // Deallocation is advisory: nothing to do.
         return Ok(spc::ok());
     }
+    let bs = u64::from(ctx.unit().block_size());
     for (off, len) in ranges {
-        store.discard(off, len).await.map_err(|e| io_sense(&e))?;
+        store
+            .discard(off, len)
+            .await
+            .map_err(|e| failed(ctx, Op::Discard, off / bs, e))?;
     }
     Ok(spc::ok())
 }
@@ -253,10 +308,21 @@ pub async fn write_same(
     } else {
         data.get(..bs).ok_or(Sense::INVALID_FIELD_IN_IU)?
     };
-    let store = unit.backstore();
+    let store = ctx.store()?;
     let is_zero = block.iter().all(|&b| b == 0);
     if unmap && is_zero && store.supports_discard() && store.discard_zeroes() {
-        store.discard(off, len).await.map_err(|e| io_sense(&e))?;
+        store
+            .discard(off, len)
+            .await
+            .map_err(|e| failed(ctx, Op::Discard, lba, e))?;
+        return Ok(spc::ok());
+    }
+    if is_zero && store.kind() == crate::backstore::BackstoreKind::Block {
+        // BLKZEROOUT: offloaded to the device where it can (WRITE ZEROES).
+        store
+            .write_zeroes(off, len)
+            .await
+            .map_err(|e| failed(ctx, Op::Write, lba, e))?;
         return Ok(spc::ok());
     }
     let per_chunk = (WRITE_SAME_CHUNK / bs).max(1) as u64;
@@ -268,7 +334,7 @@ pub async fn write_same(
         store
             .write(off + done * bs as u64, buf, false)
             .await
-            .map_err(|e| io_sense(&e))?;
+            .map_err(|e| failed(ctx, Op::Write, lba + done, e))?;
         done += n;
     }
     Ok(spc::ok())
@@ -295,10 +361,12 @@ pub async fn compare_and_write(
     if data.len() != 2 * len {
         return Err(Sense::INVALID_FIELD_IN_IU);
     }
-    let unit = ctx.unit();
-    let store = unit.backstore();
-    let _guard = unit.caw_lock.lock().await;
-    let medium = store.read(off, len).await.map_err(|e| io_sense(&e))?;
+    let store = ctx.store()?;
+    // Atomic against every overlapping access: the task set holds the blocks.
+    let medium = store
+        .read(off, len)
+        .await
+        .map_err(|e| failed(ctx, Op::Read, lba, e))?;
     if let Some(o) = first_mismatch(&medium, &data[..len]) {
         return Err(Sense::MISCOMPARE.with_info(o as u32));
     }
@@ -307,7 +375,7 @@ pub async fn compare_and_write(
     store
         .write(off, data, fua)
         .await
-        .map_err(|e| io_sense(&e))?;
+        .map_err(|e| failed(ctx, Op::Write, lba, e))?;
     Ok(spc::ok())
 }
 
@@ -320,11 +388,11 @@ pub async fn get_lba_status(ctx: &Ctx<'_>, lba: u64, alloc: u32) -> CmdResult {
     }
     let bs = u64::from(unit.block_size());
     let max_blocks = (n - lba).min(u64::from(u32::MAX));
-    let e = unit
-        .backstore()
+    let e = ctx
+        .store()?
         .allocation_status(lba * bs, max_blocks * bs)
         .await
-        .map_err(|e| io_sense(&e))?;
+        .map_err(|e| failed(ctx, Op::Read, lba, e))?;
     let count = e.len.div_ceil(bs).clamp(1, max_blocks) as u32;
     let mut d = Vec::with_capacity(24);
     d.extend_from_slice(&20u32.to_be_bytes());

@@ -94,6 +94,14 @@ impl Sense {
     pub const WRITE_PROTECTED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x00);
     /// DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT (27/07).
     pub const SPACE_ALLOCATION_FAILED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x07);
+    /// NOT READY / LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE (04/00): the backstore is
+    /// offline. Not 04/01 (becoming ready), on which Linux retries every command for
+    /// minutes, a hang; not 04/03 (manual intervention required), since it comes back by
+    /// itself; 04/12 (offline) is not defined for direct-access devices.
+    pub const NOT_READY: Sense = Sense::new(key::NOT_READY, 0x04, 0x00);
+    /// HARDWARE ERROR / INTERNAL TARGET FAILURE (44/00): an error that says nothing about
+    /// the medium (a fault of the target itself).
+    pub const INTERNAL_TARGET_FAILURE: Sense = Sense::new(key::HARDWARE_ERROR, 0x44, 0x00);
     /// MEDIUM ERROR / UNRECOVERED READ ERROR (11/00).
     pub const READ_ERROR: Sense = Sense::new(key::MEDIUM_ERROR, 0x11, 0x00);
     /// MEDIUM ERROR / WRITE ERROR (0C/00).
@@ -104,6 +112,9 @@ impl Sense {
     pub const UA_POWER_ON_RESET: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x00);
     /// UNIT ATTENTION / BUS DEVICE RESET FUNCTION OCCURRED (29/03).
     pub const UA_LUN_RESET: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x03);
+    /// UNIT ATTENTION / NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED (28/00): the
+    /// backstore came back online.
+    pub const UA_NOT_READY_TO_READY: Sense = Sense::new(key::UNIT_ATTENTION, 0x28, 0x00);
     /// UNIT ATTENTION / CAPACITY DATA HAS CHANGED (2A/09).
     pub const UA_CAPACITY_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2a, 0x09);
     /// UNIT ATTENTION / REPORTED LUNS DATA HAS CHANGED (3F/0E).

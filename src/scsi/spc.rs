@@ -4,28 +4,30 @@
 use bytes::Bytes;
 
 use super::cdb::Command;
+use super::identity::{LunIdentity, product_field, vendor_field};
 use super::nexus::ItNexus;
 use super::opcodes;
 use super::sense::Sense;
 use super::{CmdResult, Ctx, ScsiResponse, reply, status, vpd};
 
-/// Vendor identification (8 bytes).
-pub const VENDOR: &[u8; 8] = b"RUSTISCS";
-/// Product identification (16 bytes).
-pub const PRODUCT: &[u8; 16] = b"VIRTUAL-DISK    ";
 /// Product revision level (4 bytes).
 pub const REVISION: &[u8; 4] = b"0001";
 
-/// Standard INQUIRY data; `byte0` is the peripheral qualifier and device type.
-fn standard_inquiry(byte0: u8) -> Vec<u8> {
+/// Standard INQUIRY data; `byte0` is the peripheral qualifier and device type; vendor and
+/// product come from the unit's identity (the defaults for an unmapped LUN).
+fn standard_inquiry(byte0: u8, id: Option<&LunIdentity>) -> Vec<u8> {
     let mut d = vec![0u8; 66];
     d[0] = byte0;
     d[2] = 0x06; // SPC-4
     d[3] = 0x12; // HiSup, response data format 2
     d[4] = (d.len() - 5) as u8;
     d[7] = 0x02; // CmdQue
-    d[8..16].copy_from_slice(VENDOR);
-    d[16..32].copy_from_slice(PRODUCT);
+    let (vendor, product) = match id {
+        Some(id) => (id.vendor_field(), id.product_field()),
+        None => (vendor_field(None), product_field(None)),
+    };
+    d[8..16].copy_from_slice(&vendor);
+    d[16..32].copy_from_slice(&product);
     d[32..36].copy_from_slice(REVISION);
     // Version descriptors: SAM-5, iSCSI, SPC-4, SBC-3.
     for (i, v) in [0x00a0u16, 0x0960, 0x0460, 0x04c0].iter().enumerate() {
@@ -39,7 +41,7 @@ pub fn unmapped(nexus: &ItNexus, c: Command) -> ScsiResponse {
     match c {
         Command::Inquiry {
             evpd: false, alloc, ..
-        } => reply(standard_inquiry(0x7f), alloc),
+        } => reply(standard_inquiry(0x7f, None), alloc),
         Command::Inquiry { .. } => ScsiResponse::check(Sense::LUN_NOT_SUPPORTED),
         Command::ReportLuns { select, alloc } => {
             report_luns(nexus, select, alloc).unwrap_or_else(ScsiResponse::check)
@@ -64,13 +66,21 @@ pub fn request_sense(ctx: &Ctx<'_>, desc: bool, alloc: u32) -> ScsiResponse {
         Some(_) => ctx.nexus.lookup(ctx.m.lun, true).and_then(|(_, ua)| ua),
         None => None,
     };
-    sense_data(ua.unwrap_or(Sense::NO_SENSE), desc, alloc)
+    // No unit attention: the current condition (NOT READY while offline), else NO SENSE.
+    let current = match ctx.unit().offline_reason() {
+        Some(_) => Sense::NOT_READY,
+        None => Sense::NO_SENSE,
+    };
+    sense_data(ua.unwrap_or(current), desc, alloc)
 }
 
 /// INQUIRY (standard data or a VPD page).
 pub fn inquiry(ctx: &Ctx<'_>, evpd: bool, page: u8, alloc: u32) -> CmdResult {
     if !evpd {
-        return Ok(reply(standard_inquiry(0x00), alloc));
+        return Ok(reply(
+            standard_inquiry(0x00, Some(ctx.unit().identity())),
+            alloc,
+        ));
     }
     let d = vpd::page(ctx, page).ok_or(Sense::INVALID_FIELD_IN_CDB)?;
     Ok(reply(d, alloc))
@@ -166,7 +176,7 @@ pub fn report_opcodes(rctd: bool, options: u8, opcode: u8, sa: u16, alloc: u32) 
 }
 
 /// RESERVE, RELEASE, PERSISTENT RESERVE IN and OUT.
-pub fn reservation(ctx: &Ctx<'_>, c: Command, data_out: &[u8]) -> CmdResult {
+pub async fn reservation(ctx: &Ctx<'_>, c: Command, data_out: &[u8]) -> CmdResult {
     let r = &ctx.unit().reservations;
     let (i, t) = (ctx.nexus.initiator_port(), ctx.nexus.target_port());
     let (result, alloc) = match c {
@@ -179,11 +189,32 @@ pub fn reservation(ctx: &Ctx<'_>, c: Command, data_out: &[u8]) -> CmdResult {
             kind,
             len,
         } => {
-            let params: Option<&[u8; 24]> = data_out.get(..24).and_then(|p| p.try_into().ok());
-            let Some(params) = params.filter(|_| len == 24) else {
+            let Some(params) = data_out.get(..len as usize) else {
                 return Err(Sense::PARAM_LIST_LENGTH);
             };
-            (r.pr_out(i, t, sa, scope, kind, params), 0)
+            let outcome = r.pr_out(i, t, sa, scope, kind, params).await;
+            if !outcome.preempted.is_empty() {
+                // PREEMPT AND ABORT (SPC-4 5.14.11.5): every task of the preempted I_T
+                // nexuses that arrived before now is aborted through the unit's task set,
+                // and GOOD goes out only once their I/O is over, so none of their writes
+                // lands after it (this PERSISTENT RESERVE OUT touches no medium: it is not
+                // in the set). The new reservation is already in effect, so what they send
+                // from now on gets RESERVATION CONFLICT.
+                let n = ctx
+                    .unit()
+                    .abort_tasks(
+                        super::tasks::AbortScope::Preempted(outcome.preempted.clone()),
+                        std::time::Instant::now(),
+                    )
+                    .await;
+                tracing::info!(
+                    initiator = i,
+                    preempted = ?outcome.preempted,
+                    aborted = n,
+                    "PREEMPT AND ABORT: the preempted nexuses' tasks are aborted"
+                );
+            }
+            (outcome.result, 0)
         }
         _ => return Err(Sense::INVALID_OPCODE),
     };
@@ -200,6 +231,19 @@ pub fn target_port_id(target_port: &str) -> u16 {
         .rsplit_once(",t,0x")
         .and_then(|(_, h)| u16::from_str_radix(h, 16).ok())
         .unwrap_or(1)
+}
+
+/// The SCSI target port name of portal group `tpgt` of target `iqn` (RFC 7143 §4.2.7:
+/// `iqn...,t,0x<tpgt in 4 hex digits>`), as I_T nexuses and registrations name it.
+pub fn target_port_name(iqn: &str, tpgt: u16) -> String {
+    format!("{iqn},t,0x{tpgt:04x}")
+}
+
+/// The target device name (the iSCSI name) in a target port name.
+pub fn target_device_name(target_port: &str) -> &str {
+    target_port
+        .rsplit_once(",t,0x")
+        .map_or(target_port, |(n, _)| n)
 }
 
 /// Empty GOOD response.

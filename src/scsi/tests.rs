@@ -6,21 +6,25 @@ use bytes::Bytes;
 
 use super::sense::{Sense, key};
 use super::*;
-use crate::backstore::{Backstore, BackstoreKind, BackstoreSpec};
+use crate::backstore::{Backstore, BackstoreKind, BackstoreSpec, CacheMode, OpenOptions};
 
 const BLOCKS: u64 = 2048;
 const BS: usize = 512;
 
 fn ramdisk(blocks: u64) -> Arc<Backstore> {
     Arc::new(
-        Backstore::open(&BackstoreSpec {
-            name: "ram".into(),
-            kind: BackstoreKind::Ramdisk,
-            path: None,
-            size: Some(blocks * BS as u64),
-            block_size: BS as u32,
-            write_cache: false,
-        })
+        Backstore::open(
+            &BackstoreSpec {
+                name: "ram".into(),
+                kind: BackstoreKind::Ramdisk,
+                path: None,
+                size: Some(blocks * BS as u64),
+                block_size: BS as u32,
+                write_cache: false,
+                cache: CacheMode::Buffered,
+            },
+            &OpenOptions::default(),
+        )
         .unwrap(),
     )
 }
@@ -28,15 +32,12 @@ fn ramdisk(blocks: u64) -> Arc<Backstore> {
 fn unit() -> Arc<LogicalUnit> {
     Arc::new(LogicalUnit::new(
         ramdisk(BLOCKS),
-        LunIdentity {
-            serial: "SER123".into(),
-            naa: 0x3000_1234_5678_9abc,
-        },
+        LunIdentity::new("SER123", 0x3000_1234_5678_9abcu64),
     ))
 }
 
 /// LUN 0 read-write, LUN 1 read-only view of the same unit.
-fn nexus_for(u: &Arc<LogicalUnit>, initiator: &str) -> ItNexus {
+pub(super) fn nexus_for(u: &Arc<LogicalUnit>, initiator: &str) -> ItNexus {
     ItNexus::new(
         initiator.into(),
         "iqn.2026-11.org.example:tgt,t,0x0001".into(),
@@ -61,7 +62,7 @@ fn setup() -> (Arc<LogicalUnit>, ItNexus) {
     (u, n)
 }
 
-async fn run(n: &ItNexus, lun: u64, cdb: &[u8], data_out: Vec<u8>) -> ScsiResponse {
+pub(super) async fn run(n: &ItNexus, lun: u64, cdb: &[u8], data_out: Vec<u8>) -> ScsiResponse {
     execute(
         n,
         ScsiCommand {
@@ -74,18 +75,18 @@ async fn run(n: &ItNexus, lun: u64, cdb: &[u8], data_out: Vec<u8>) -> ScsiRespon
     .await
 }
 
-async fn do_command_in(n: &ItNexus, lun: u64, cdb: &[u8]) -> Bytes {
+pub(super) async fn do_command_in(n: &ItNexus, lun: u64, cdb: &[u8]) -> Bytes {
     let r = run(n, lun, cdb, Vec::new()).await;
     assert_eq!(r.status, status::GOOD, "cdb {cdb:02x?}: {:?}", r.sense);
     r.data_in
 }
 
-async fn do_command_out(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>) {
+pub(super) async fn do_command_out(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>) {
     let r = run(n, lun, cdb, data).await;
     assert_eq!(r.status, status::GOOD, "cdb {cdb:02x?}: {:?}", r.sense);
 }
 
-async fn do_command_fail(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>, want: Sense) {
+pub(super) async fn do_command_fail(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>, want: Sense) {
     let r = run(n, lun, cdb, data).await;
     assert_eq!(r.status, status::CHECK_CONDITION, "cdb {cdb:02x?}");
     let s = r.sense.unwrap();
@@ -96,7 +97,7 @@ async fn do_command_fail(n: &ItNexus, lun: u64, cdb: &[u8], data: Vec<u8>, want:
     );
 }
 
-fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 10] {
+pub(super) fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 10] {
     let mut c = [0u8; 10];
     c[0] = op;
     c[2..6].copy_from_slice(&lba.to_be_bytes());
@@ -104,7 +105,7 @@ fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 10] {
     c
 }
 
-fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
+pub(super) fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = op;
     c[2..10].copy_from_slice(&lba.to_be_bytes());
@@ -749,22 +750,23 @@ async fn never_panics_on_random_cdbs() {
 async fn fileio_lun_through_execute() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(
-        Backstore::open(&BackstoreSpec {
-            name: "f".into(),
-            kind: BackstoreKind::Fileio,
-            path: Some(dir.path().join("lun.img")),
-            size: Some(4 << 20),
-            block_size: 4096,
-            write_cache: true,
-        })
+        Backstore::open(
+            &BackstoreSpec {
+                name: "f".into(),
+                kind: BackstoreKind::Fileio,
+                path: Some(dir.path().join("lun.img")),
+                size: Some(4 << 20),
+                block_size: 4096,
+                write_cache: true,
+                cache: CacheMode::Buffered,
+            },
+            &OpenOptions::default(),
+        )
         .unwrap(),
     );
     let u = Arc::new(LogicalUnit::new(
         store,
-        LunIdentity {
-            serial: "F1".into(),
-            naa: 0x3000_0000_0000_0001,
-        },
+        LunIdentity::new("F1", 0x3000_0000_0000_0001u64),
     ));
     assert_eq!((u.block_size(), u.num_blocks()), (4096, 1024));
     let n = nexus_for(&u, "iqn.f,i,0x1");
@@ -794,7 +796,7 @@ async fn fileio_lun_through_execute() {
         .unwrap()
         .set_len(8 << 20)
         .unwrap();
-    u.backstore().refresh_size().unwrap();
+    u.backstore().unwrap().refresh_size().unwrap();
     u.capacity_changed();
     let rc10 = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     do_command_fail(&n, 0, &rc10, vec![], Sense::UA_CAPACITY_CHANGED).await;

@@ -37,6 +37,13 @@ pub fn apply(ctx: &ServerCtx, v: &ValidatedConfig) -> Result<Applied, RegistryEr
     }
     ctx.registry.store(Arc::new(new));
     let reg = ctx.registry.load();
+    let d = &reg.config.daemon;
+    ctx.admission.set_limits(
+        d.max_login_connections,
+        d.max_discovery_sessions,
+        d.max_connections,
+    );
+    ctx.buffers.set_limit(d.buffer_memory.0);
     let mut out = Applied::default();
     for s in ctx.sessions.list() {
         let Some(nexus) = &s.nexus else { continue };

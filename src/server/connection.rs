@@ -1,31 +1,30 @@
-//! One TCP connection: the login phase (bounded by the login timeout), then the full
-//! feature phase.
+//! One TCP connection: socket options, the login phase (bounded by the login timeout,
+//! interrupted by shutdown or eviction), registration, then the full feature phase.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::ServerCtx;
-use super::framing::{self, FramingError};
-use super::full_feature;
-use super::sessions::{NewSession, Registration, SessionKey};
+use super::admission::Slot;
+use super::drive::{self, LoggedIn};
+use super::sessions::{NewSession, SessionKey};
 use crate::iscsi::login::{
     Access, Login, LoginIdentity, LoginPolicy, LoginReply, LoginRequest, LoginStep, Negotiated,
 };
+use crate::iscsi::session::Start;
 use crate::iscsi::wire::codes::LoginStatus;
+use crate::iscsi::wire::framer::{DataSink, Frame, Framer};
 use crate::iscsi::wire::{Bhs, Opcode};
 use crate::registry::Registry;
 use crate::scsi::ItNexus;
 
 /// Largest login data segment we accept (the RFC default MaxRecvDataSegmentLength).
 const LOGIN_MAX_DATA: usize = 8192;
-/// Read buffer size: large enough that a whole 256 KiB data segment usually arrives in
-/// one read, small enough for thousands of connections.
-const READ_BUF: usize = 256 * 1024;
 
 /// The registry's policy behind the per-address limit on failed authentications.
 struct Gate<'a> {
@@ -64,40 +63,183 @@ impl LoginPolicy for Gate<'_> {
     }
 }
 
-/// What the login phase hands to the full feature phase.
-pub(super) struct LoggedIn<'a> {
-    pub rd: BufReader<OwnedReadHalf>,
-    pub wr: OwnedWriteHalf,
-    pub neg: Negotiated,
-    pub statsn: u32,
-    pub reg: Registration<'a>,
-    pub kill: tokio::sync::watch::Receiver<super::sessions::Kill>,
+/// TCP keepalive (finds an initiator that vanished without a RST) and the TCP user
+/// timeout (unacknowledged data), from the configuration.
+fn socket_options(stream: &TcpStream, reg: &Registry) {
+    let d = &reg.config.daemon;
+    let _ = stream.set_nodelay(true);
+    let sock = socket2::SockRef::from(stream);
+    if d.tcp_keepalive_secs > 0 {
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(u64::from(d.tcp_keepalive_secs)))
+            .with_interval(Duration::from_secs(10))
+            .with_retries(3);
+        let _ = sock.set_tcp_keepalive(&ka);
+    }
+    let _ = sock.set_tcp_user_timeout(Some(Duration::from_secs(u64::from(
+        d.send_timeout_secs.max(1),
+    ))));
 }
 
 /// Serves one connection to its end.
-pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
-    let _ = stream.set_nodelay(true);
+pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, slot: Slot) {
+    let registry = ctx.registry.load_full();
+    socket_options(&stream, &registry);
     let Ok(local) = stream.local_addr() else {
         return;
     };
     let (rd, wr) = stream.into_split();
-    let rd = BufReader::with_capacity(READ_BUF, rd);
-    let registry = ctx.registry.load_full();
     let limit = Duration::from_secs(registry.config.daemon.login_timeout_secs.max(1) as u64);
-    let logged = match tokio::time::timeout(limit, login(rd, wr, peer, local, &registry, &ctx))
-        .await
-    {
-        Err(_) => {
-            tracing::warn!(%peer, "login not finished within {}s; connection closed", limit.as_secs());
-            return;
-        }
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "connection ended during login");
-            return;
-        }
-        Ok(Ok(l)) => l,
+    let mut shutdown = ctx.shutdown.clone();
+    let phase = Phase {
+        rd,
+        wr,
+        framer: Framer::new(false, false),
+        peer,
     };
-    full_feature::run(logged, peer, local, &ctx, &registry).await;
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(limit, login(phase, &registry, &ctx)) => match r {
+            Err(_) => {
+                tracing::warn!(%peer, "login not finished within {}s; connection closed", limit.as_secs());
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "connection ended during login: {e}");
+                return;
+            }
+            Ok(Ok(x)) => x,
+        },
+        _ = slot.evicted() => {
+            tracing::debug!(%peer, "connection still logging in closed to admit a newer one (daemon.max_login_connections)");
+            return;
+        }
+        _ = shutdown.wait_for(|s| *s) => return,
+    };
+    drop(registry);
+    let Done {
+        mut phase,
+        neg,
+        mut reply,
+        statsn,
+        req,
+    } = outcome;
+    let depth = ctx.registry.load().config.iscsi.queue_depth;
+    // The slot of its kind: discovery sessions and normal sessions are counted apart.
+    let slot = if neg.discovery {
+        slot.into_discovery()
+    } else {
+        match slot.into_session() {
+            Ok(s) => s,
+            Err((_, full)) => {
+                tracing::warn!(%peer, initiator = %neg.identity.initiator, "login refused: {full}");
+                let mut r = failure(&req, LoginStatus::OUT_OF_RESOURCES);
+                fill(&mut r, statsn, req.cmdsn(), depth);
+                let _ = send(&mut phase.wr, &r).await;
+                return;
+            }
+        }
+    };
+    let target = neg.identity.target.clone().unwrap_or_default();
+    let nexus = if neg.discovery {
+        None
+    } else {
+        let registry = ctx.registry.load();
+        match registry.lun_map(&target, &neg.identity.initiator) {
+            Some(map) => Some(Arc::new(ItNexus::new(
+                format!("{},i,0x{}", neg.identity.initiator, hex::encode(neg.isid)),
+                crate::scsi::target_port_name(&target, neg.tpgt),
+                map,
+            ))),
+            None => {
+                let mut r = failure(&req, LoginStatus::FORBIDDEN);
+                fill(&mut r, statsn, req.cmdsn(), depth);
+                let _ = send(&mut phase.wr, &r).await;
+                return;
+            }
+        }
+    };
+    let registered = ctx
+        .sessions
+        .register(NewSession {
+            key: SessionKey {
+                initiator: neg.identity.initiator.clone(),
+                isid: neg.isid,
+                target,
+            },
+            tsih: neg.tsih,
+            peer,
+            local,
+            discovery: neg.discovery,
+            params: neg.params.clone(),
+            nexus,
+        })
+        .await;
+    let (reg, kill) = match registered {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(%peer, initiator = %neg.identity.initiator, "login refused: {e}");
+            let status = match e {
+                super::sessions::RegisterError::Busy => LoginStatus::SERVICE_UNAVAILABLE,
+                _ => LoginStatus::SESSION_DOES_NOT_EXIST,
+            };
+            let mut r = failure(&req, status);
+            fill(&mut r, statsn, req.cmdsn(), depth);
+            let _ = send(&mut phase.wr, &r).await;
+            return;
+        }
+    };
+    reply.bhs.set_u16_at(14, reg.handle.tsih);
+    fill(&mut reply, statsn, req.cmdsn(), depth);
+    if send(&mut phase.wr, &reply).await.is_err() {
+        return;
+    }
+    tracing::info!(
+        %peer,
+        initiator = %neg.identity.initiator,
+        target = neg.identity.target.as_deref().unwrap_or("(discovery)"),
+        tsih = reg.handle.tsih,
+        header_digest = neg.params.header_digest,
+        data_digest = neg.params.data_digest,
+        chap = neg.authenticated.map_or("none", |a| a.name()),
+        "login complete"
+    );
+    phase
+        .framer
+        .set_digests(neg.params.header_digest, neg.params.data_digest);
+    let logged = LoggedIn {
+        rd: phase.rd,
+        wr: phase.wr,
+        framer: phase.framer,
+        start: Start {
+            params: neg.params.clone(),
+            discovery: neg.discovery,
+            cid: neg.cid,
+            exp_cmdsn: neg.cmdsn,
+            statsn: statsn.wrapping_add(1),
+        },
+        reg,
+        kill,
+        slot,
+    };
+    drive::run(logged, peer, local, &ctx).await;
+}
+
+/// The connection during login.
+struct Phase {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    framer: Framer,
+    peer: SocketAddr,
+}
+
+/// A login that succeeded: the final response is sent once the session is registered.
+struct Done {
+    phase: Phase,
+    neg: Negotiated,
+    reply: LoginReply,
+    statsn: u32,
+    /// The final Login Request.
+    req: Bhs,
 }
 
 fn fill(reply: &mut LoginReply, statsn: u32, cmdsn: u32, depth: u32) {
@@ -110,7 +252,9 @@ fn fill(reply: &mut LoginReply, statsn: u32, cmdsn: u32, depth: u32) {
 
 async fn send(wr: &mut OwnedWriteHalf, reply: &LoginReply) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(48 + reply.data.len() + 3);
-    out.extend_from_slice(&reply.bhs.0);
+    let mut bhs = reply.bhs;
+    bhs.set_data_segment_len(reply.data.len());
+    out.extend_from_slice(&bhs.0);
     out.extend_from_slice(&reply.data);
     out.resize(
         out.len() + crate::iscsi::wire::digest::padding(reply.data.len()),
@@ -119,16 +263,58 @@ async fn send(wr: &mut OwnedWriteHalf, reply: &LoginReply) -> std::io::Result<()
     wr.write_all(&out).await
 }
 
-async fn login<'a>(
-    mut rd: BufReader<OwnedReadHalf>,
-    mut wr: OwnedWriteHalf,
-    peer: SocketAddr,
-    local: SocketAddr,
-    registry: &Registry,
-    ctx: &'a ServerCtx,
-) -> Result<LoggedIn<'a>, FramingError> {
+/// Why no Login Request could be read.
+enum ReadError {
+    /// Something other than a Login Request (or one too long): answered, then closed.
+    Invalid(Bhs, String),
+    /// The stream ended or broke.
+    Io(String),
+}
+
+/// Reads the next Login Request (header and data).
+async fn next_request(p: &mut Phase) -> Result<(Bhs, Vec<u8>), ReadError> {
+    let mut header: Option<Bhs> = None;
+    loop {
+        loop {
+            match p.framer.poll().map_err(|e| ReadError::Io(e.to_string()))? {
+                Some(Frame::Header(h)) => {
+                    let dlen = h.bhs.data_segment_len();
+                    if h.bhs.opcode() != Opcode::LOGIN_REQUEST || dlen > LOGIN_MAX_DATA {
+                        let why = format!(
+                            "invalid PDU during login ({:?}, {dlen} data bytes)",
+                            h.bhs.opcode()
+                        );
+                        return Err(ReadError::Invalid(h.bhs, why));
+                    }
+                    header = Some(h.bhs);
+                    p.framer
+                        .set_sink(DataSink::Into {
+                            buf: vec![0u8; dlen],
+                            at: 0,
+                        })
+                        .map_err(|e| ReadError::Io(e.to_string()))?;
+                }
+                Some(Frame::Data { buf, .. }) => {
+                    let h = header.take().expect("header first");
+                    return Ok((h, buf.unwrap_or_default()));
+                }
+                None => break,
+            }
+        }
+        let n =
+            p.rd.read(p.framer.read_buf())
+                .await
+                .map_err(|e| ReadError::Io(e.to_string()))?;
+        if n == 0 {
+            return Err(ReadError::Io("closed".into()));
+        }
+        p.framer.filled(n);
+    }
+}
+
+async fn login(mut p: Phase, registry: &Registry, ctx: &ServerCtx) -> Result<Done, String> {
     let depth = registry.config.iscsi.queue_depth;
-    let mut login = Login::new(registry.offer.clone(), peer.ip());
+    let mut login = Login::new(registry.offer.clone(), p.peer.ip());
     let gate = Gate {
         registry,
         ctx,
@@ -136,23 +322,23 @@ async fn login<'a>(
     };
     let mut statsn: Option<u32> = None;
     loop {
-        let h = framing::read_header(&mut rd, false).await?;
-        let dlen = h.bhs.data_segment_len();
-        if h.bhs.opcode() != Opcode::LOGIN_REQUEST || dlen > LOGIN_MAX_DATA {
-            tracing::warn!(%peer, opcode = ?h.bhs.opcode(), dlen, "invalid PDU during login");
-            let mut r = failure(&h.bhs, LoginStatus::INVALID_DURING_LOGIN);
-            fill(&mut r, statsn.unwrap_or(0), h.bhs.cmdsn(), depth);
-            let _ = send(&mut wr, &r).await;
-            return Err(FramingError::Closed);
-        }
-        let mut data = Vec::with_capacity(dlen);
-        framing::read_data(&mut rd, dlen, false, &mut data).await?;
-        let req = LoginRequest::from_bhs(&h.bhs);
+        let (bhs, data) = match next_request(&mut p).await {
+            Ok(x) => x,
+            Err(ReadError::Io(e)) => return Err(e),
+            Err(ReadError::Invalid(bad, why)) => {
+                tracing::warn!(peer = %p.peer, "{why}");
+                let mut r = failure(&bad, LoginStatus::INVALID_DURING_LOGIN);
+                fill(&mut r, statsn.unwrap_or(0), bad.cmdsn(), depth);
+                let _ = send(&mut p.wr, &r).await;
+                return Err(why);
+            }
+        };
+        let req = LoginRequest::from_bhs(&bhs);
         let sn = *statsn.get_or_insert(req.exp_statsn);
         match login.step(&req, &data, &gate) {
             LoginStep::Continue(mut r) => {
                 fill(&mut r, sn, req.cmdsn, depth);
-                send(&mut wr, &r).await?;
+                send(&mut p.wr, &r).await.map_err(|e| e.to_string())?;
                 statsn = Some(sn.wrapping_add(1));
             }
             LoginStep::Fail(mut r, why) => {
@@ -163,10 +349,10 @@ async fn login<'a>(
                     .and_then(|w| w.target.as_deref())
                     .unwrap_or("(discovery)");
                 if gate.limited.get() {
-                    tracing::debug!(%peer, initiator, target, "login refused: too many failed authentications");
+                    tracing::debug!(peer = %p.peer, initiator, target, "login refused: too many failed authentications");
                 } else {
                     tracing::warn!(
-                        %peer,
+                        peer = %p.peer,
                         initiator,
                         target,
                         status = format_args!("{:02x}{:02x}", status.class, status.detail),
@@ -175,74 +361,16 @@ async fn login<'a>(
                     );
                 }
                 fill(&mut r, sn, req.cmdsn, depth);
-                let _ = send(&mut wr, &r).await;
-                return Err(FramingError::Closed);
+                let _ = send(&mut p.wr, &r).await;
+                return Err(format!("login refused: {why}"));
             }
-            LoginStep::Complete(mut r, neg) => {
-                let target = neg.identity.target.clone().unwrap_or_default();
-                let nexus = if neg.discovery {
-                    None
-                } else {
-                    match registry.lun_map(&target, &neg.identity.initiator) {
-                        Some(map) => Some(Arc::new(ItNexus::new(
-                            format!("{},i,0x{}", neg.identity.initiator, hex::encode(neg.isid)),
-                            format!("{},t,0x{:04x}", target, neg.tpgt),
-                            map,
-                        ))),
-                        None => {
-                            let mut r = failure(&h.bhs, LoginStatus::FORBIDDEN);
-                            fill(&mut r, sn, req.cmdsn, depth);
-                            let _ = send(&mut wr, &r).await;
-                            return Err(FramingError::Closed);
-                        }
-                    }
-                };
-                let registered = ctx
-                    .sessions
-                    .register(NewSession {
-                        key: SessionKey {
-                            initiator: neg.identity.initiator.clone(),
-                            isid: neg.isid,
-                            target,
-                        },
-                        tsih: neg.tsih,
-                        peer,
-                        local,
-                        discovery: neg.discovery,
-                        params: neg.params.clone(),
-                        nexus,
-                    })
-                    .await;
-                let (reg, kill) = match registered {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(%peer, initiator = %neg.identity.initiator, "login refused: {e}");
-                        let mut r = failure(&h.bhs, LoginStatus::SESSION_DOES_NOT_EXIST);
-                        fill(&mut r, sn, req.cmdsn, depth);
-                        let _ = send(&mut wr, &r).await;
-                        return Err(FramingError::Closed);
-                    }
-                };
-                r.bhs.set_u16_at(14, reg.handle.tsih);
-                fill(&mut r, sn, req.cmdsn, depth);
-                send(&mut wr, &r).await?;
-                tracing::info!(
-                    %peer,
-                    initiator = %neg.identity.initiator,
-                    target = neg.identity.target.as_deref().unwrap_or("(discovery)"),
-                    tsih = reg.handle.tsih,
-                    header_digest = neg.params.header_digest,
-                    data_digest = neg.params.data_digest,
-                    chap = neg.authenticated.map_or("none", |a| a.name()),
-                    "login complete"
-                );
-                return Ok(LoggedIn {
-                    rd,
-                    wr,
+            LoginStep::Complete(r, neg) => {
+                return Ok(Done {
+                    phase: p,
                     neg: *neg,
-                    statsn: sn.wrapping_add(1),
-                    reg,
-                    kill,
+                    reply: r,
+                    statsn: sn,
+                    req: bhs,
                 });
             }
         }

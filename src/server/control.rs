@@ -64,7 +64,13 @@ impl ControlBackend for ServerCtx {
         r.host = HostInfo::collect();
         for b in &mut r.backstores {
             if let Some((_, unit)) = reg.units.get(&b.name) {
-                b.size_bytes = Some(unit.backstore().size());
+                if let Some(store) = unit.backstore() {
+                    b.size_bytes = Some(store.size());
+                }
+                let h = unit.health.snapshot();
+                b.health = h.state;
+                b.error = h.reason;
+                b.io_errors = h.read_errors + h.write_errors + h.flush_errors + h.discard_errors;
                 b.block_size = unit.block_size();
                 b.serial = Some(unit.identity().serial.clone());
                 b.naa = Some(format!("{:016x}", unit.identity().naa));
@@ -95,7 +101,13 @@ impl ControlBackend for ServerCtx {
             .iter()
             .map(|(name, (_, unit))| {
                 let s = unit.metrics.snapshot();
+                let h = unit.health.snapshot();
                 LunStats {
+                    health: h.state,
+                    read_errors: h.read_errors,
+                    write_errors: h.write_errors,
+                    flush_errors: h.flush_errors,
+                    discard_errors: h.discard_errors,
                     backstore: name.clone(),
                     reads: s.reads,
                     writes: s.writes,

@@ -87,6 +87,7 @@ pub fn render(ctx: &ServerCtx) -> String {
             "rustiscsi_lun_io_latency_seconds_count{{backstore=\"{l}\"}} {cum}"
         );
     }
+    backstore_health(&mut o, &reg);
     let sessions = ctx.sessions.list();
     let _ = writeln!(o, "# HELP rustiscsi_sessions Logged-in sessions.");
     let _ = writeln!(o, "# TYPE rustiscsi_sessions gauge");
@@ -120,6 +121,50 @@ pub fn render(ctx: &ServerCtx) -> String {
         }
     }
     o
+}
+
+/// Per-backstore error counters and the health state (one series per state, 1 for the
+/// current one).
+fn backstore_health(o: &mut String, reg: &crate::registry::Registry) {
+    use crate::backstore::health::State;
+    let _ = writeln!(
+        o,
+        "# HELP rustiscsi_backstore_errors_total Failed backstore operations per backstore and operation."
+    );
+    let _ = writeln!(o, "# TYPE rustiscsi_backstore_errors_total counter");
+    let snaps: Vec<_> = reg
+        .units
+        .iter()
+        .map(|(bs, (_, unit))| (label(bs), unit.health.snapshot()))
+        .collect();
+    for (l, h) in &snaps {
+        for (op, n) in [
+            ("read", h.read_errors),
+            ("write", h.write_errors),
+            ("flush", h.flush_errors),
+            ("discard", h.discard_errors),
+        ] {
+            let _ = writeln!(
+                o,
+                "rustiscsi_backstore_errors_total{{backstore=\"{l}\",op=\"{op}\"}} {n}"
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP rustiscsi_backstore_health Backstore state: 1 for the current one of healthy, failing, offline."
+    );
+    let _ = writeln!(o, "# TYPE rustiscsi_backstore_health gauge");
+    for (l, h) in &snaps {
+        for st in [State::Healthy, State::Failing, State::Offline] {
+            let _ = writeln!(
+                o,
+                "rustiscsi_backstore_health{{backstore=\"{l}\",state=\"{}\"}} {}",
+                st.as_str(),
+                u8::from(h.state == Some(st))
+            );
+        }
+    }
 }
 
 /// Serves `/metrics` on `addr` until the daemon stops.

@@ -1,19 +1,22 @@
 //! Sockets and tasks: the only module that does network I/O or spawns.
 //!
-//! One task per TCP connection runs the login and then reads PDUs; a writer task per
-//! connection sends; each SCSI command executes in its own task so a slow backstore
-//! never stalls the reader.
+//! One task per TCP connection runs the login and then drives the connection's sans-IO
+//! session ([`crate::iscsi::session`]): reads, writes and timers in one loop; each SCSI
+//! command executes in its own task so a slow backstore never stalls the connection.
+//! Connection slots are counted per phase ([`admission`]).
 
+pub mod admission;
 pub mod apply;
+pub mod backstores;
 mod connection;
 pub mod control;
-pub mod framing;
-mod full_feature;
+mod directory;
+mod drive;
 pub mod metrics;
+mod outbox;
 pub mod ratelimit;
 pub mod sessions;
-mod text;
-pub mod writer;
+mod tmf;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::registry::Registry;
 
@@ -34,8 +37,10 @@ pub struct ServerCtx {
     pub sessions: sessions::SessionTable,
     /// Becomes true when the daemon stops.
     pub shutdown: watch::Receiver<bool>,
-    /// Bounds concurrent connections.
-    pub connections: Arc<Semaphore>,
+    /// Connection slots: login phase, discovery sessions, normal sessions.
+    pub admission: Arc<admission::Admission>,
+    /// The daemon-wide budget for command data buffers.
+    pub buffers: Arc<crate::iscsi::session::budget::BufferPool>,
     /// When the daemon started.
     pub started: std::time::Instant,
     /// The configuration file (none for the embedded default).
@@ -60,12 +65,21 @@ impl ServerCtx {
 
     /// A context serving `registry`, stopped by `shutdown`.
     pub fn new(registry: Registry, shutdown: watch::Receiver<bool>) -> Arc<Self> {
-        let max = registry.config.daemon.max_connections.max(1) as usize;
+        let d = &registry.config.daemon;
+        let admission = admission::Admission::new(
+            d.max_login_connections,
+            d.max_discovery_sessions,
+            d.max_connections,
+        );
+        let buffers = Arc::new(crate::iscsi::session::budget::BufferPool::new(
+            d.buffer_memory.0,
+        ));
         Arc::new(Self {
             registry: ArcSwap::from_pointee(registry),
             sessions: sessions::SessionTable::default(),
             shutdown,
-            connections: Arc::new(Semaphore::new(max)),
+            admission,
+            buffers,
             started: std::time::Instant::now(),
             source: None,
             apply_lock: std::sync::Mutex::new(()),
@@ -127,9 +141,7 @@ pub async fn run(listeners: Vec<TcpListener>, ctx: Arc<ServerCtx>) {
     // Listeners stop; connections see the same signal and drain.
     tasks.abort_all();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while ctx.connections.available_permits()
-        < ctx.registry.load().config.daemon.max_connections.max(1) as usize
-    {
+    while ctx.admission.open() > 0 {
         if tokio::time::Instant::now() > deadline {
             tracing::warn!("connections still open after 10 s; exiting anyway");
             break;
@@ -142,32 +154,14 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
     let local = listener.local_addr().ok();
     tracing::info!(portal = ?local, "listening");
     let mut backoff = Duration::from_millis(10);
-    // Refusals at the connection limit are logged once per burst, not once per connection.
-    let mut refused = 0u64;
-    let mut last_warning: Option<tokio::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
-                    refused += 1;
-                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        tracing::warn!(
-                            %peer,
-                            refused,
-                            "connection limit (daemon.max_connections) reached; refusing connections"
-                        );
-                        last_warning = Some(tokio::time::Instant::now());
-                        refused = 0;
-                    }
-                    drop(stream);
-                    continue;
-                };
+                // Never refused here: a full login pool closes its oldest connection.
+                let slot = ctx.admission.login();
                 let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    connection::serve(stream, peer, ctx).await;
-                    drop(permit);
-                });
+                tokio::spawn(connection::serve(stream, peer, ctx, slot));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -179,4 +173,8 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
 }
 
 #[cfg(test)]
+mod storage_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tmf_tests;

@@ -32,6 +32,8 @@ pub enum Kill {
     Reinstated,
     /// Its access was removed: ask the initiator to log out, then close.
     AccessRemoved,
+    /// A TARGET COLD RESET from another session of the target: close at once.
+    Reset,
 }
 
 /// Per-session counters.
@@ -129,12 +131,21 @@ pub enum RegisterError {
     /// A non-zero TSIH that names no session of this initiator.
     #[error("session does not exist")]
     NoSuchSession,
+    /// The session being reinstated still has I/O in progress after the wait.
+    #[error("the session being replaced still has I/O in progress")]
+    Busy,
 }
+
+/// How long a reinstating login waits for the old session's I/O to end.
+pub const REINSTATE_WAIT: Duration = Duration::from_secs(30);
 
 impl SessionTable {
     /// Registers a session after a successful login. An existing session with the same
-    /// initiator, ISID and target is told to end first (session reinstatement); a
-    /// non-zero TSIH keeps its number (connection reinstatement at ERL 0).
+    /// initiator, ISID and target is told to end first (session reinstatement), and the
+    /// new one is registered only once the old one is gone — its teardown waits for its
+    /// I/O, so no command of the old session runs beside the new one; after
+    /// [`REINSTATE_WAIT`] the login is refused instead. A non-zero TSIH keeps its number
+    /// (connection reinstatement at ERL 0).
     pub async fn register(
         &self,
         s: NewSession,
@@ -154,9 +165,9 @@ impl SessionTable {
             tracing::info!(initiator = %h.key.initiator, tsih = h.tsih, "reinstating session");
             let _ = h.kill.send(Kill::Reinstated);
         }
-        // Wait (bounded) for the old sessions to end and drop out of the table.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !old.is_empty() && Instant::now() < deadline {
+        // Wait for the old sessions to end and drop out of the table.
+        let deadline = Instant::now() + REINSTATE_WAIT;
+        loop {
             let gone = {
                 let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
                 old.iter()
@@ -164,6 +175,9 @@ impl SessionTable {
             };
             if gone {
                 break;
+            }
+            if Instant::now() >= deadline {
+                return Err(RegisterError::Busy);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

@@ -14,14 +14,14 @@ use crate::iscsi::wire::text::TextPairs;
 use crate::iscsi::wire::{Bhs, Opcode, RESERVED_TAG};
 use crate::registry::Registry;
 
-const TARGET: &str = "iqn.2026-11.org.example:test";
+pub(super) const TARGET: &str = "iqn.2026-11.org.example:test";
 
-struct Server {
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-    stop: tokio::sync::watch::Sender<bool>,
-    ctx: Arc<ServerCtx>,
-    text: String,
+pub(super) struct Server {
+    pub(super) addr: std::net::SocketAddr,
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) stop: tokio::sync::watch::Sender<bool>,
+    pub(super) ctx: Arc<ServerCtx>,
+    pub(super) text: String,
 }
 
 async fn start(extra: &str) -> Server {
@@ -55,6 +55,11 @@ luns = [{{ lun = 0, backstore = "ram" }}]
 "#,
         dir.path().display()
     );
+    start_config(text, dir).await
+}
+
+/// A server for the whole configuration `text` (its state dir inside `dir`).
+pub(super) async fn start_config(text: String, dir: tempfile::TempDir) -> Server {
     let v = config::parse(&text, "test.toml").unwrap();
     let text_kept = text.clone();
     let reg = Registry::build(&v, None).unwrap();
@@ -73,11 +78,11 @@ luns = [{{ lun = 0, backstore = "ram" }}]
 }
 
 /// A minimal initiator: one connection, no error recovery.
-struct Ini {
+pub(super) struct Ini {
     s: TcpStream,
     hd: bool,
     dd: bool,
-    cmdsn: u32,
+    pub(super) cmdsn: u32,
     itt: u32,
     statsn: u32,
 }
@@ -91,7 +96,7 @@ fn text(pairs: &[(&str, &str)]) -> Vec<u8> {
 }
 
 impl Ini {
-    async fn send(&mut self, bhs: &Bhs, data: &[u8]) {
+    pub(super) async fn send(&mut self, bhs: &Bhs, data: &[u8]) {
         let mut b = *bhs;
         b.set_data_segment_len(data.len());
         let mut out = b.0.to_vec();
@@ -106,7 +111,7 @@ impl Ini {
         self.s.write_all(&out).await.unwrap();
     }
 
-    async fn recv(&mut self) -> Option<(Bhs, Vec<u8>)> {
+    pub(super) async fn recv(&mut self) -> Option<(Bhs, Vec<u8>)> {
         let mut b = Bhs::default();
         tokio::time::timeout(Duration::from_secs(5), self.s.read_exact(&mut b.0))
             .await
@@ -140,7 +145,12 @@ impl Ini {
         }
     }
 
-    async fn connect(addr: std::net::SocketAddr, isid: u8, digests: bool, mrdsl: u32) -> Ini {
+    pub(super) async fn connect(
+        addr: std::net::SocketAddr,
+        isid: u8,
+        digests: bool,
+        mrdsl: u32,
+    ) -> Ini {
         let mut ini = Ini::raw(addr).await;
         let mut b = Bhs::new(Opcode::LOGIN_REQUEST);
         b.0[0] |= 0x40;
@@ -183,7 +193,12 @@ impl Ini {
     }
 
     /// Sends a SCSI command; returns (status, Data-In, sense bytes).
-    async fn scsi(&mut self, cdb: &[u8], read_len: u32, write: &[u8]) -> (u8, Vec<u8>, Vec<u8>) {
+    pub(super) async fn scsi(
+        &mut self,
+        cdb: &[u8],
+        read_len: u32,
+        write: &[u8],
+    ) -> (u8, Vec<u8>, Vec<u8>) {
         let itt = self.itt;
         self.itt += 1;
         let mut b = Bhs::new(Opcode::SCSI_COMMAND);
@@ -256,7 +271,7 @@ impl Ini {
     }
 }
 
-fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 10] {
+pub(super) fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 10] {
     let mut c = [0u8; 10];
     c[0] = op;
     c[2..6].copy_from_slice(&lba.to_be_bytes());

@@ -173,7 +173,11 @@ peers_make_backing() {
 }
 
 # peers_start KIND NAME [--size SIZE] [--generous|--tgt-defaults] [--thin] [--chap]
+#             [--device DEV [--cache direct|buffered] [--write-cache]]
 #   KIND: rustiscsi | tgt. Sets PEER_PORT/PID/IQN/LUN/URL[NAME].
+#   --device DEV: serve the block device DEV instead of memory (rustiscsid: kind = "block"
+#     with that cache mode, default direct; tgt: bstype rdwr, bsoflags=direct for direct).
+#   --write-cache (rustiscsi): write_cache = true (tgt's rdwr backstore is write-back).
 #   --generous (tgt): raise MaxRecvDataSegmentLength/FirstBurstLength/MaxBurstLength,
 #     InitialR2T=No, ImmediateData=Yes (rustiscsid offers these by default).
 #   --thin (tgt): thin_provisioning=1 on the LU (UNMAP, GET LBA STATUS).
@@ -183,9 +187,13 @@ peers_start() {
     local kind=$1 name=$2
     shift 2
     local size=512M generous=0 thin=0 chap=0
+    PEERS_DEVICE="" PEERS_CACHE=direct PEERS_WRITE_CACHE=false
     while (($#)); do
         case $1 in
         --size) size=$2; shift ;;
+        --device) PEERS_DEVICE=$2; shift ;;
+        --cache) PEERS_CACHE=$2; shift ;;
+        --write-cache) PEERS_WRITE_CACHE=true ;;
         --chap) chap=1 ;;
         --generous) generous=1 ;;
         --tgt-defaults) generous=0 ;;
@@ -252,8 +260,12 @@ control_socket = "$dir/control.sock"
 header_digest = ["None", "CRC32C"]
 
 [backstores.disk]
-kind = "ramdisk"
-size = "$size"
+$(if [[ -n $PEERS_DEVICE ]]; then
+        printf 'kind = "block"\npath = "%s"\ncache = "%s"\nwrite_cache = %s\n' \
+            "$PEERS_DEVICE" "$PEERS_CACHE" "$PEERS_WRITE_CACHE"
+    else
+        printf 'kind = "ramdisk"\nsize = "%s"\n' "$size"
+    fi)
 
 [targets."$iqn"]
 luns = [{ lun = 0, backstore = "disk" }]
@@ -287,14 +299,19 @@ _peers_start_tgt() {
         ctl=$((1000 + RANDOM % 8000))
         [[ -e /run/tgtd/socket.$ctl || -e /var/run/tgtd/socket.$ctl ]] || break
     done
-    local backing=/dev/shm/rustiscsi-peers-$$-$name.img
-    peers_make_backing "$backing" "$size"
+    local backing=/dev/shm/rustiscsi-peers-$$-$name.img bsoflags=()
+    if [[ -n $PEERS_DEVICE ]]; then
+        backing=$PEERS_DEVICE
+        [[ $PEERS_CACHE = direct ]] && bsoflags=(--bsoflags direct)
+    else
+        peers_make_backing "$backing" "$size"
+        PEER_BACKING[$name]=$backing
+    fi
     PEER_KIND[$name]=tgt
     PEER_PORT[$name]=$port
     PEER_IQN[$name]=$iqn
     PEER_LUN[$name]=1 # LUN 0 is tgt's controller
     PEER_CTL[$name]=$ctl
-    PEER_BACKING[$name]=$backing
     setsid tgtd -f -C "$ctl" --iscsi "portal=$PEERS_HOST:$port" </dev/null >"$dir/tgtd.log" 2>&1 &
     PEER_PID[$name]=$!
     # tgtd listens before it is configured; wait for its control socket instead.
@@ -309,7 +326,7 @@ _peers_start_tgt() {
     local a=(--lld iscsi --mode target --tid 1)
     peers_tgtadm "$name" "${a[@]}" --op new -T "$iqn"
     local lu=(--lld iscsi --mode logicalunit --tid 1 --lun 1)
-    peers_tgtadm "$name" "${lu[@]}" --op new -b "$backing" --bstype rdwr
+    peers_tgtadm "$name" "${lu[@]}" --op new -b "$backing" --bstype rdwr "${bsoflags[@]}"
     if ((thin)); then
         peers_tgtadm "$name" "${lu[@]}" --op update --params thin_provisioning=1
     fi
@@ -349,7 +366,7 @@ peers_stop() {
             kill -KILL "$pid" 2>/dev/null || true
         fi
         rm -f "/run/tgtd/socket.${PEER_CTL[$name]}" "/run/tgtd/socket.${PEER_CTL[$name]}.lock"
-        rm -f "${PEER_BACKING[$name]}"
+        [[ -n ${PEER_BACKING[$name]:-} ]] && rm -f "${PEER_BACKING[$name]}"
         ;;
     esac
     if [[ -n $pid ]]; then wait "$pid" 2>/dev/null || true; fi

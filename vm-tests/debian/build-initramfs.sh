@@ -23,7 +23,8 @@ MODS=(virtio_pci virtio_net scsi_mod scsi_transport_iscsi libiscsi libiscsi_tcp 
 # name-in-guest:host-path
 BINS=(iscsiadm:/sbin/iscsiadm iscsid:/sbin/iscsid mke2fs:/sbin/mke2fs e2fsck:/sbin/e2fsck
       sg_inq:/usr/bin/sg_inq sg_readcap:/usr/bin/sg_readcap sg_vpd:/usr/bin/sg_vpd
-      sg_turs:/usr/bin/sg_turs sg_luns:/usr/bin/sg_luns blockdev:/sbin/blockdev dd:/bin/dd mount:/bin/mount
+      sg_turs:/usr/bin/sg_turs sg_luns:/usr/bin/sg_luns sg_persist:/usr/bin/sg_persist
+      blockdev:/sbin/blockdev dd:/bin/dd mount:/bin/mount
       umount:/bin/umount kmod:/bin/kmod)
 
 versions=$(dpkg-query -W -f='${Package}=${Version}\n' "${PACKAGES[@]}" "linux-image-$KVER" 2>/dev/null | sort)

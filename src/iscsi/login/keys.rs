@@ -175,6 +175,50 @@ pub enum NegotiationError {
     /// The same key was offered twice during one login.
     #[error("key {0} negotiated twice")]
     Repeated(String),
+    /// The initiator's answer to a key the target proposed is not acceptable.
+    #[error("the initiator's answer to {0} is not acceptable")]
+    Refused(String),
+}
+
+/// Keys the target must propose itself because its configuration is stricter than the
+/// RFC 7143 default the initiator would otherwise assume (a key neither side sends takes
+/// its default): lower burst lengths, no immediate data, a digest that cannot be None.
+/// Returns them (marking them proposed) unless already negotiated.
+pub fn proposals(offer: &Offer, seen: &mut Seen, discovery: bool) -> TextPairs {
+    let mut out = TextPairs::default();
+    let mut propose = |k: &str, v: String| {
+        if !seen.offered.contains(k) && !seen.proposed.contains(k) {
+            seen.proposed.insert(k.to_string());
+            out.push(k, v);
+        }
+    };
+    if !offer.header_none {
+        propose("HeaderDigest", "CRC32C".into());
+    }
+    if !offer.data_none {
+        propose("DataDigest", "CRC32C".into());
+    }
+    if !discovery {
+        if offer.max_burst_length < 262_144 {
+            propose("MaxBurstLength", offer.max_burst_length.to_string());
+        }
+        if offer.first_burst_length < 65_536 {
+            propose("FirstBurstLength", offer.first_burst_length.to_string());
+        }
+        if !offer.immediate_data {
+            propose("ImmediateData", "No".into());
+        }
+    }
+    out
+}
+
+/// A numerical value (RFC 7143 §6.1): decimal, or hexadecimal with `0x` / `0X`.
+pub fn parse_number(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() => u32::from_str_radix(hex, 16).ok(),
+        Some(_) => None,
+        None => v.parse().ok(),
+    }
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -189,13 +233,30 @@ fn yes_no(b: bool) -> &'static str {
     if b { "Yes" } else { "No" }
 }
 
+/// Keys negotiated so far in one login: offered by the initiator, or proposed by the
+/// target (and then answered).
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    offered: std::collections::HashSet<String>,
+    proposed: std::collections::HashSet<String>,
+}
+
+impl Seen {
+    /// Whether keys the target proposed are still unanswered.
+    pub fn awaiting_answers(&self) -> bool {
+        !self.proposed.is_empty()
+    }
+}
+
 /// Answers the operational keys in `req`, updating `params`. `seen` collects keys already
-/// negotiated in this login; `discovery` marks a discovery session.
+/// negotiated in this login; `discovery` marks a discovery session. A key the target
+/// proposed (see [`proposals`]) comes back as the initiator's answer: it is applied by the
+/// same rule and not answered again.
 pub fn negotiate(
     req: &TextPairs,
     offer: &Offer,
     params: &mut Params,
-    seen: &mut Vec<String>,
+    seen: &mut Seen,
     discovery: bool,
 ) -> Result<TextPairs, NegotiationError> {
     let mut resp = TextPairs::default();
@@ -203,10 +264,18 @@ pub fn negotiate(
         if is_login_declaration(k) || k.starts_with("CHAP_") || k == "AuthMethod" {
             continue;
         }
-        if seen.iter().any(|s| s == k) {
+        if seen.proposed.remove(k.as_str()) {
+            if let Some(def) = KEYS.iter().find(|d| d.name == k)
+                && answer_key(def, v, offer, params) == "Reject"
+            {
+                return Err(NegotiationError::Refused(k.clone()));
+            }
+            seen.offered.insert(k.clone());
+            continue;
+        }
+        if !seen.offered.insert(k.clone()) {
             return Err(NegotiationError::Repeated(k.clone()));
         }
-        seen.push(k.clone());
         if OBSOLETE.contains(&k.as_str()) {
             resp.push(k.clone(), "Irrelevant");
             continue;
@@ -281,7 +350,7 @@ fn answer_key(def: &KeyDef, v: &str, offer: &Offer, p: &mut Params) -> String {
             yes_no(result).into()
         }
         Rule::Min(lo, hi) | Rule::Max(lo, hi) | Rule::Declarative(lo, hi) => {
-            let Some(n) = v.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n)) else {
+            let Some(n) = parse_number(v).filter(|n| (lo..=hi).contains(n)) else {
                 return "Reject".into();
             };
             let ours = match def.name {
@@ -336,7 +405,7 @@ mod tests {
             req.push(*k, *v);
         }
         let mut p = Params::defaults(offer);
-        let mut seen = Vec::new();
+        let mut seen = Seen::default();
         let r = negotiate(&req, offer, &mut p, &mut seen, discovery).unwrap();
         (r, p)
     }
@@ -442,11 +511,79 @@ mod tests {
     fn repeated_key_is_an_error() {
         let offer = Offer::default();
         let mut p = Params::defaults(&offer);
-        let mut seen = Vec::new();
+        let mut seen = Seen::default();
         let mut req = TextPairs::default();
         req.push("MaxBurstLength", "4096");
         negotiate(&req, &offer, &mut p, &mut seen, false).unwrap();
         assert!(negotiate(&req, &offer, &mut p, &mut seen, false).is_err());
+    }
+
+    /// Defect 8 of issue 8: hexadecimal numerical values are accepted.
+    #[test]
+    fn hex_numbers() {
+        let offer = Offer::default();
+        let (r, p) = run(
+            &[
+                ("MaxRecvDataSegmentLength", "0x10000"),
+                ("MaxBurstLength", "0X2000"),
+            ],
+            &offer,
+            false,
+        );
+        assert_eq!(p.initiator_mrdsl, 65536);
+        assert_eq!(r.get("MaxBurstLength"), Some("8192"));
+        assert_eq!(parse_number("0x"), None);
+        assert_eq!(parse_number("0xfffffffff"), None);
+    }
+
+    /// Defect 8 of issue 8: where the target is stricter than the RFC default, it proposes
+    /// the key itself; the initiator's answer is applied, not answered again.
+    #[test]
+    fn stricter_limits_are_proposed() {
+        let offer = Offer {
+            max_burst_length: 131_072,
+            first_burst_length: 32_768,
+            immediate_data: false,
+            data_none: false,
+            ..Offer::default()
+        };
+        let mut seen = Seen::default();
+        let mut p = Params::defaults(&offer);
+        let mut req = TextPairs::default();
+        req.push("MaxBurstLength", "262144");
+        negotiate(&req, &offer, &mut p, &mut seen, false).unwrap();
+        let prop = proposals(&offer, &mut seen, false);
+        assert_eq!(prop.get("MaxBurstLength"), None, "already negotiated");
+        assert_eq!(prop.get("FirstBurstLength"), Some("32768"));
+        assert_eq!(prop.get("ImmediateData"), Some("No"));
+        assert_eq!(prop.get("DataDigest"), Some("CRC32C"));
+        assert!(
+            proposals(&offer, &mut seen, false).0.is_empty(),
+            "proposed once"
+        );
+        let mut answers = TextPairs::default();
+        answers.push("FirstBurstLength", "32768");
+        answers.push("ImmediateData", "No");
+        answers.push("DataDigest", "CRC32C");
+        let r = negotiate(&answers, &offer, &mut p, &mut seen, false).unwrap();
+        assert!(r.0.is_empty(), "answers are not answered: {r:?}");
+        assert_eq!(p.first_burst_length, 32_768);
+        assert!(!p.immediate_data && p.data_digest);
+        // An initiator that refuses a required digest fails the login.
+        let mut seen = Seen::default();
+        proposals(&offer, &mut seen, true);
+        let mut refuse = TextPairs::default();
+        refuse.push("DataDigest", "None");
+        assert!(
+            negotiate(
+                &refuse,
+                &offer,
+                &mut Params::defaults(&offer),
+                &mut seen,
+                true
+            )
+            .is_err()
+        );
     }
 
     #[test]

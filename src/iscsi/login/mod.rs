@@ -183,7 +183,7 @@ pub struct Negotiated {
 pub struct Login {
     offer: Offer,
     params: Params,
-    seen: Vec<String>,
+    seen: keys::Seen,
     current: u8,
     first: Option<LoginRequest>,
     identity: Option<LoginIdentity>,
@@ -216,7 +216,7 @@ impl Login {
         Self {
             offer,
             params,
-            seen: Vec::new(),
+            seen: keys::Seen::default(),
             current: stage::SECURITY,
             first: None,
             identity: None,
@@ -362,8 +362,20 @@ impl Login {
         if req.csg == stage::OPERATIONAL || (req.transit && req.nsg == stage::FULL_FEATURE) {
             self.declare_ours(&mut resp);
         }
-
         let mut transit = req.transit;
+        if req.csg == stage::OPERATIONAL {
+            // Where our limits are stricter than the defaults, say so; the login goes on
+            // until the initiator has answered.
+            let prop = keys::proposals(&self.offer, &mut self.seen, self.discovery);
+            if !prop.0.is_empty() {
+                resp.0.extend(prop.0);
+                transit = false;
+            }
+            if self.seen.awaiting_answers() {
+                transit = false;
+            }
+        }
+
         if req.csg == stage::SECURITY && !self.security_satisfied() {
             transit = false;
         }

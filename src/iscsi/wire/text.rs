@@ -25,9 +25,11 @@ pub enum TextError {
 }
 
 impl TextPairs {
-    /// Parses a data segment (trailing NULs and padding allowed).
+    /// Parses a data segment (trailing NULs and padding allowed). Linear in the number of
+    /// pairs (an unauthenticated peer can send thousands in one PDU).
     pub fn parse(data: &[u8]) -> Result<Self, TextError> {
         let mut out: Vec<(String, String)> = Vec::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for item in data.split(|&b| b == 0) {
             if item.is_empty() {
                 continue;
@@ -39,7 +41,7 @@ impl TextPairs {
             if k.is_empty() || k.len() > MAX_KEY_LEN {
                 return Err(TextError::BadKey(k.to_string()));
             }
-            if out.iter().any(|(ek, _)| ek == k) {
+            if !seen.insert(k) {
                 return Err(TextError::Duplicate(k.to_string()));
             }
             out.push((k.to_string(), v.to_string()));
@@ -83,6 +85,36 @@ mod tests {
         let p = TextPairs::parse(raw).unwrap();
         assert_eq!(p.get("SessionType"), Some("Normal"));
         assert_eq!(p.encode(), raw[..raw.len() - 2].to_vec());
+    }
+
+    /// Defect 7 of issue 8: keys in one segment parse in linear time: four times the keys
+    /// take about four times as long, not sixteen (timed as a ratio, so a loaded machine
+    /// does not matter; 32000 keys fit in one 256 KiB segment).
+    #[test]
+    fn many_keys_parse_in_linear_time() {
+        let seg = |n: usize| {
+            let mut raw = Vec::new();
+            for i in 0..n {
+                raw.extend_from_slice(format!("X-k{i}=v\0").as_bytes());
+            }
+            raw
+        };
+        let time = |raw: &[u8]| {
+            (0..3)
+                .map(|_| {
+                    let t0 = std::time::Instant::now();
+                    assert!(TextPairs::parse(raw).is_ok());
+                    t0.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let (small, large) = (seg(8_000), seg(32_000));
+        let (ts, tl) = (time(&small), time(&large));
+        assert!(
+            tl < ts * 9 + std::time::Duration::from_millis(20),
+            "8000 keys {ts:?}, 32000 keys {tl:?}: not linear"
+        );
     }
 
     #[test]

@@ -287,6 +287,121 @@ quick_suite() {
     check logout logout
     check disk_gone wait_no_disk "$DISK_LUN"
 }
+
+# ---------------------------------------------------------------- two initiators, reservations
+# A second initiator in the same guest is a second open-iscsi iface with its own
+# iface.initiatorname: the target sees another I_T nexus (another name and ISID). Give
+# each initiator its own iface (records of open-iscsi's built-in "default" iface do not
+# mix with bound ones).
+# iface_new IFACE INITIATOR-IQN
+iface_new() {
+    iscsiadm -m iface -I "$1" -o new >/dev/null &&
+        iscsiadm -m iface -I "$1" -o update -n iface.initiatorname -v "$2" >/dev/null
+}
+# node_new_if IFACE [IQN]: a node record bound to IFACE. node_set, login and logout then act
+# on the records of every iface of that target. The portal group tag (1) must be given: a
+# record without one is stored in open-iscsi's old one-file layout, and the next iface's
+# record replaces it.
+node_new_if() { iscsiadm -m node -o new -T "${2:-$IQN}" -p "$PORTAL,1" -I "$1" >/dev/null; }
+# session_of INITIATOR-IQN [TARGET-IQN]: the sysfs dir of that initiator's session.
+session_of() {
+    for s in /sys/class/iscsi_session/session*; do
+        [ "$(cat "$s/initiatorname" 2>/dev/null)" = "$1" ] || continue
+        [ -z "${2:-}" ] || [ "$(cat "$s/targetname" 2>/dev/null)" = "$2" ] || continue
+        echo "$s"; return 0
+    done
+    return 1
+}
+# disk_for INITIATOR-IQN [TARGET-IQN]: waits for that session's LUN 0 disk, prints /dev/sdX.
+disk_for() {
+    i=0
+    while [ $i -lt 200 ]; do
+        if s=$(session_of "$@"); then
+            for d in "$s"/device/target*/*:*:*:0/block/*; do
+                [ -e "$d" ] && [ -b "/dev/${d##*/}" ] && { echo "/dev/${d##*/}"; return 0; }
+            done
+        fi
+        sleep 0.1; i=$((i + 1))
+    done
+    echo "no disk for $*" >&2
+    for s in /sys/class/iscsi_session/session*; do
+        echo "$s: $(cat "$s/initiatorname" "$s/targetname" 2>&1 | tr '\n' ' ')" >&2
+    done
+    return 1
+}
+# need_disk_for STEP VAR INITIATOR-IQN [TARGET-IQN]: sets VAR to that session's disk or aborts.
+need_disk_for() {
+    _step=$1 _var=$2; shift 2
+    if _d=$(disk_for "$@"); then eval "$_var=\$_d"; pass "$_step" "$_d"; else fail "$_step"; abort "$_step"; fi
+}
+# isid_seen INITIATOR-IQN DEV: the ISID (12 hex digits) of that initiator's registration,
+# as READ FULL STATUS reports it (iscsi_tcp does not show the ISID in sysfs).
+isid_seen() {
+    sg_persist -n -i -s "$2" | sed -n "s/.*port id: $1,i,0x\([0-9a-f]*\).*/\1/p" | head -n1
+}
+
+# prin ARGS... DEV / prout ARGS... DEV: sg_persist (no INQUIRY). A unit attention (sg exit 6:
+# e.g. REGISTRATIONS PREEMPTED, RESERVATIONS RELEASED) is reported once: retried once.
+prin() { sg_persist -n -i "$@"; _rc=$?; [ $_rc = 6 ] && { sg_persist -n -i "$@"; _rc=$?; }; return $_rc; }
+prout() { sg_persist -n -o "$@"; _rc=$?; [ $_rc = 6 ] && { sg_persist -n -o "$@"; _rc=$?; }; return $_rc; }
+# keys_are DEV [KEY...]: READ KEYS lists exactly these keys (any order; none = no key).
+keys_are() {
+    _dev=$1; shift
+    prin -k "$_dev" > /tmp/keys.out 2>&1 || { cat /tmp/keys.out; return 1; }
+    cat /tmp/keys.out
+    _got=$(sed -n 's/^ *\(0x[0-9a-f]*\)$/\1/p' /tmp/keys.out | sort | tr '\n' ' ')
+    _want=$(for k in "$@"; do echo "$k"; done | sort | tr '\n' ' ')
+    echo "keys: '$_got', expected '$_want'"
+    [ "$_got" = "$_want" ]
+}
+# holder_is DEV KEY TYPE-TEXT: READ RESERVATION shows that key and type (sg_persist words,
+# e.g. "Write Exclusive, registrants only"); holder_is DEV none: no reservation.
+holder_is() {
+    prin -r "$1" > /tmp/res.out 2>&1 || { cat /tmp/res.out; return 1; }
+    cat /tmp/res.out
+    if [ "$2" = none ]; then grep -q "there is NO reservation held" /tmp/res.out; return; fi
+    grep -q "Key=$2\$" /tmp/res.out && grep -q "type: $3\$" /tmp/res.out
+}
+# output_has FILE PATTERN...: every pattern (grep -i -F) is in FILE, printed first.
+output_has() {
+    _f=$1; shift
+    cat "$_f"
+    for p in "$@"; do grep -qiF -- "$p" "$_f" || { echo "missing: $p"; return 1; }; done
+}
+# caps_are DEV PTPL_A: REPORT CAPABILITIES: CRH, SIP_C, ATP_C, PTPL_C set, PTPL_A as given.
+caps_are() {
+    prin -c "$1" > /tmp/caps.out 2>&1 || { cat /tmp/caps.out; return 1; }
+    output_has /tmp/caps.out "(CRH): 1" "(SIP_C): 1" "(ATP_C): 1" "(PTPL_C): 1" "(PTPL_A): $2"
+}
+# full_status_has DEV PATTERN...: READ FULL STATUS output contains each pattern.
+full_status_has() {
+    _dev=$1; shift
+    prin -s "$_dev" > /tmp/fs.out 2>&1 || { cat /tmp/fs.out; return 1; }
+    output_has /tmp/fs.out "$@"
+}
+# pattern NAME: 1 MiB of random data in /tmp/NAME (made once).
+pattern() { [ -s "/tmp/$1" ] || dd if=/dev/urandom of="/tmp/$1" bs=1M count=1 2>/dev/null; }
+# write_mib DEV MIB NAME: O_DIRECT write of pattern NAME at MiB offset MIB.
+write_mib() {
+    pattern "$3" || return 1
+    dd if="/tmp/$3" of="$1" bs=1M seek="$2" count=1 oflag=direct conv=notrunc 2>/tmp/dd.err && return 0
+    cat /tmp/dd.err; return 1
+}
+# mib_is DEV MIB NAME|zero: the MiB at MIB holds pattern NAME (or zeros), read with O_DIRECT.
+mib_is() {
+    dd if="$1" of=/tmp/mib.back bs=1M skip="$2" count=1 iflag=direct 2>/dev/null || return 1
+    if [ "$3" = zero ]; then dd if=/dev/zero of=/tmp/mib.want bs=1M count=1 2>/dev/null; else cp "/tmp/$3" /tmp/mib.want; fi
+    cmp /tmp/mib.back /tmp/mib.want
+}
+# write_refused DEV MIB NAME: the O_DIRECT write must fail (RESERVATION CONFLICT), and the
+# kernel must have logged why.
+write_refused() {
+    _n0=$(dmesg | grep -ci "reservation conflict")
+    if write_mib "$@"; then echo "the write went through"; return 1; fi
+    _n1=$(dmesg | grep -ci "reservation conflict")
+    [ "$_n1" -gt "$_n0" ] || { dmesg | tail -20; echo "the kernel logged no new reservation conflict"; return 1; }
+}
+
 # roundtrip DEV MIB AT: MIB MiB of random data written with O_DIRECT at AT MiB, read back
 # and compared.
 roundtrip() {

@@ -1,0 +1,74 @@
+//! SendTargets (RFC 7143 §12.3, Appendix C) answered from the registry: which targets an
+//! initiator may see, at the portal its connection came in on.
+
+use std::net::SocketAddr;
+
+use crate::iscsi::session::text::Directory;
+use crate::iscsi::wire::text::TextPairs;
+use crate::registry::Registry;
+
+/// Formats a portal as a TargetAddress value.
+pub fn target_address(addr: SocketAddr, tpgt: u16) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("{}:{},{}", a.ip(), a.port(), tpgt),
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => format!("{}:{},{}", v4, a.port(), tpgt),
+            None => format!("[{}]:{},{}", a.ip(), a.port(), tpgt),
+        },
+    }
+}
+
+/// What one session may discover.
+pub(super) struct SessionDirectory<'a> {
+    pub registry: &'a Registry,
+    pub initiator: &'a str,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub discovery: bool,
+    /// The session's target (empty for discovery sessions).
+    pub target: &'a str,
+}
+
+impl Directory for SessionDirectory<'_> {
+    /// `value` is `All` (every visible target; a normal session only its own), empty (the
+    /// session's target) or a target name.
+    fn send_targets(&self, value: &str) -> TextPairs {
+        let mut out = TextPairs::default();
+        for (name, tpgt) in self
+            .registry
+            .visible_targets(self.initiator, self.peer.ip())
+        {
+            let wanted = match value {
+                "All" => self.discovery || name == self.target,
+                "" => name == self.target,
+                v => v == name,
+            };
+            if wanted {
+                out.push("TargetName", name);
+                out.push("TargetAddress", target_address(self.local, tpgt));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            target_address("10.0.0.1:3260".parse().unwrap(), 1),
+            "10.0.0.1:3260,1"
+        );
+        assert_eq!(
+            target_address("[fe80::1]:3260".parse().unwrap(), 2),
+            "[fe80::1]:3260,2"
+        );
+        assert_eq!(
+            target_address("[::ffff:10.1.2.3]:3260".parse().unwrap(), 1),
+            "10.1.2.3:3260,1"
+        );
+    }
+}
