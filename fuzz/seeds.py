@@ -71,10 +71,10 @@ LUN0 = 0
 LUN1 = 1 << 48
 
 # ---- pdu_framing: one config byte (bit 0 header digest, bit 1 data digest, bits 4-6
-# MaxRecvDataSegmentLength = 512 << n), then PDUs.
+# MaxRecvDataSegmentLength = 512 << n), two bytes seeding the read sizes, then PDUs.
 for hd, dd, name in [(False, False, "plain"), (True, True, "digests")]:
     cfg = (1 if hd else 0) | (2 if dd else 0) | (4 << 4)
-    s = bytes([cfg])
+    s = bytes([cfg, 0x12, 0x34])
     s += pdu(bhs(NOP, 0x80, imm=True, itt=7, f20=0xFFFFFFFF), b"ping", hd=hd, dd=dd)
     s += pdu(bhs(SCSI, 0xA1, lun=LUN0, itt=8, f20=4096, f24=1, cdb=rw10(0x2A, 0, 8)),
              bytes(range(256)) * 4, hd=hd, dd=dd)
@@ -87,7 +87,7 @@ for hd, dd, name in [(False, False, "plain"), (True, True, "digests")]:
     s += pdu(bhs(NOP, 0x80, imm=True, itt=11, f20=0xFFFFFFFF), hd=hd, dd=dd)  # empty
     s += pdu(bhs(LOGOUT, 0x80, imm=True, itt=12, f24=4), hd=hd, dd=dd)
     write("pdu_framing", name, s)
-write("pdu_framing", "huge-length", bytes([0x70]) + bhs(NOP, 0x80, dlen=0xFFFFFF) + b"\x11" * 64)
+write("pdu_framing", "huge-length", bytes([0x70, 0, 7]) + bhs(NOP, 0x80, dlen=0xFFFFFF) + b"\x11" * 64)
 
 # ---- login: a policy byte (0 none, 1 CHAP, 2 mutual CHAP), then per request 48 bytes of
 # BHS, a big-endian u16 text length and the text.
@@ -181,4 +181,36 @@ seqs = {
 }
 for k, v in seqs.items():
     write("scsi_execute", k, b"\x00\x00" + v)
+# ---- session: 16 setup bytes (flags: 1 ImmediateData, 2 InitialR2T, 4 discovery, 8 NOP
+# pings; FirstBurst, MaxBurst, initiator MRDSL shifts; MaxOutstandingR2T; ExpCmdSN u32;
+# StatSN u32; queue depth; immediate commands; budget shift), then events: 0 = a PDU (48
+# bytes of BHS, u16 data length, the data, a digest byte: 0xff = bad), 3 = complete a
+# command (index, how: 0 aborted / 1 CHECK / 2,3 GOOD, u16 Data-In length), 4 = answer a
+# TMF (response index), 5 = time step (u16 x 4 ms), 6 = send (count, idle), 7 = kill.
+SETUP = bytes([0x01 | 0x08, 7, 9, 7, 1]) + (1).to_bytes(4, "big") + (100).to_bytes(4, "big") + bytes([7, 2, 2])
+
+
+def ev_pdu(header, data=b"", bad=False):
+    return b"\0" + header + struct.pack(">H", len(data)) + data + (b"\xff" if bad else b"\0")
+
+
+SEND = b"\x06\x0f\x00"
+read_cmd = ev_pdu(bhs(SCSI, 0xC1, lun=LUN0, itt=0x10, f20=4096, f24=1, cdb=rw10(0x28, 0, 8)))
+write_cmd = ev_pdu(bhs(SCSI, 0xA1, lun=LUN0, itt=0x11, f20=8192, f24=2, cdb=rw10(0x2A, 8, 16)),
+                   bytes(range(256)) * 16)
+data_out = ev_pdu(bhs(DATA_OUT, 0x80, itt=0x11, f20=1, f40=4096), b"\x77" * 4096)
+write("session", "read", SETUP + read_cmd + b"\x03\x00\x02\x10\x00" + SEND)
+write("session", "write-r2t", SETUP + write_cmd + SEND + data_out + b"\x03\x00\x02\x00\x00" + SEND)
+write("session", "nop-text-logout", SETUP +
+      ev_pdu(bhs(NOP, 0x80, imm=True, itt=0x20, f20=0xFFFFFFFF, f24=1), b"ping") +
+      ev_pdu(bhs(TEXT, 0x80, itt=0x21, f20=0xFFFFFFFF, f24=1), text(("SendTargets", "All"))) +
+      SEND + ev_pdu(bhs(LOGOUT, 0x80, imm=True, itt=0x22, f24=2)) + SEND + b"\x05\xff\xff")
+write("session", "tmf", SETUP + read_cmd +
+      ev_pdu(bhs(TMF, 0x81, imm=True, lun=LUN0, itt=0x30, f20=0x10, f24=2, f32=1)) +
+      b"\x04\x00" + ev_pdu(bhs(TMF, 0x85, imm=True, lun=LUN0, itt=0x31, f24=2)) + b"\x04\x00" +
+      b"\x03\x00\x00" + SEND)
+write("session", "held-cmdsn", SETUP +
+      ev_pdu(bhs(SCSI, 0x81, lun=LUN0, itt=0x40, f24=2, cdb=bytes(6))) +
+      ev_pdu(bhs(SCSI, 0x81, lun=LUN0, itt=0x41, f24=1, cdb=bytes(6))) +
+      b"\x03\x00\x02\x00\x00\x03\x00\x02\x00\x00" + SEND + b"\x05\x00\x10" + SEND)
 print("seeds written")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the cargo-fuzz targets (fuzz/) and runs each for FUZZ_SECS seconds (default 60)
 # from its committed seed corpus; any crash, leak, timeout or OOM fails. The stable
-# toolchain runs cargo-fuzz with RUSTC_BOOTSTRAP=1. Costs ~5 min of fuzzing plus the
+# toolchain runs cargo-fuzz with RUSTC_BOOTSTRAP=1. Costs ~6 min of fuzzing plus the
 # build (~6 min from scratch on 2 cores). A crash leaves its input under
 # fuzz/artifacts/<target>/ and prints the reproducer command.
 #   FUZZ_SECS=900 tests/fuzz.sh            # longer runs

@@ -21,6 +21,8 @@
 //!   rejected: the initiator waits forever.
 //! - `defect6_fewer_unsolicited_bytes_than_first_burst_length_*`: only R2T [64K, 128K)
 //!   comes, never one for [16K, 64K); the WRITE never completes.
+//!
+//! On the session core (main at 0b256ff, merged here) every case passes.
 
 mod common;
 
@@ -62,7 +64,6 @@ fn wait_status(s: &mut Session, itt: u32, what: &str) -> u8 {
 // ---- defect 5 ----
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect5_commands_after_a_reject_are_held_not_dropped() {
     let d = Daemon::start("");
     let w = Witness::start(&d);
@@ -102,7 +103,6 @@ fn defect5_commands_after_a_reject_are_held_not_dropped() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect5_abort_task_for_a_cmdsn_never_received_fills_the_hole() {
     // RFC 7143 §11.5.1: an ABORT TASK whose task does not exist but whose RefCmdSN is in
     // the window and below the TMF's own CmdSN: the target considers that CmdSN received
@@ -131,7 +131,6 @@ fn defect5_abort_task_for_a_cmdsn_never_received_fills_the_hole() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect5_an_immediate_command_does_not_shrink_the_window() {
     // The initiator keeps the highest MaxCmdSN it saw (RFC 7143 §4.2.2.1), so the target
     // must accept every CmdSN up to it even while an immediate command is outstanding.
@@ -292,7 +291,6 @@ fn data_out_case(name: &str, bad: impl FnOnce(&mut Session, u32, u32, &[u8])) {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect6_duplicate_data_out_offsets_never_give_good_with_a_hole() {
     data_out_case("iqn.2026-11.org.example:d6-dup", |s, itt, ttt, new| {
         s.data_out(itt, ttt, 0, 0, &new[..4096], false).unwrap();
@@ -301,7 +299,6 @@ fn defect6_duplicate_data_out_offsets_never_give_good_with_a_hole() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect6_overlapping_data_out_never_gives_good_with_a_hole() {
     data_out_case("iqn.2026-11.org.example:d6-overlap", |s, itt, ttt, new| {
         s.data_out(itt, ttt, 0, 0, &new[..4096], false).unwrap();
@@ -311,7 +308,6 @@ fn defect6_overlapping_data_out_never_gives_good_with_a_hole() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect6_wrong_datasn_concludes_the_task() {
     data_out_case("iqn.2026-11.org.example:d6-datasn", |s, itt, ttt, new| {
         s.data_out(itt, ttt, 5, 0, new, true).unwrap();
@@ -319,7 +315,6 @@ fn defect6_wrong_datasn_concludes_the_task() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect6_data_past_the_transfer_length_concludes_the_task() {
     data_out_case("iqn.2026-11.org.example:d6-past", |s, itt, ttt, new| {
         let mut more = new.to_vec();
@@ -329,7 +324,6 @@ fn defect6_data_past_the_transfer_length_concludes_the_task() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect6_unknown_ttt_concludes_the_task() {
     data_out_case("iqn.2026-11.org.example:d6-ttt", |s, itt, ttt, new| {
         s.data_out(itt, ttt ^ 0x00ab_cd00, 0, 0, new, true).unwrap();
@@ -337,7 +331,6 @@ fn defect6_unknown_ttt_concludes_the_task() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect6_early_f_bit_in_a_solicited_burst_is_not_a_hang() {
     // Half the burst, F=1: the target solicits the rest (R2T) or ends the task with an
     // error; it never waits forever.
@@ -347,7 +340,6 @@ fn defect6_early_f_bit_in_a_solicited_burst_is_not_a_hang() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect6_fewer_unsolicited_bytes_than_first_burst_length_get_an_r2t_for_the_rest() {
     // InitialR2T=No, FirstBurstLength 64 KiB: the initiator ends its unsolicited burst
     // (F=1) after 16 KiB; the target must solicit everything from 16 KiB on.

@@ -24,6 +24,9 @@
 //!   attention for B and its WRITE completes GOOD.
 //! - `defect2_clear_task_set_clears_the_tasks_of_other_sessions`: no unit attention, the
 //!   WRITE completes GOOD.
+//!
+//! On the session core (main at 0b256ff, merged here) every case passes (TAS=1: the
+//! other session's WRITE ends TASK ABORTED).
 
 mod common;
 
@@ -164,7 +167,6 @@ fn tmf_reaches_the_other_session(
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect2_logical_unit_reset_aborts_the_tasks_of_other_sessions() {
     tmf_reaches_the_other_session(
         LOGICAL_UNIT_RESET,
@@ -177,13 +179,11 @@ fn defect2_logical_unit_reset_aborts_the_tasks_of_other_sessions() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect2_target_warm_reset_aborts_the_tasks_of_other_sessions() {
     tmf_reaches_the_other_session(TARGET_WARM_RESET, 0, 0x29, true, false, "TARGET WARM RESET");
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect2_target_warm_reset_reaches_lus_the_resetting_session_does_not_see() {
     // TARGET WARM RESET resets every LU of the target, not those in the sender's LUN map.
     tmf_reaches_the_other_session(
@@ -197,7 +197,6 @@ fn defect2_target_warm_reset_reaches_lus_the_resetting_session_does_not_see() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the session core lands"]
 fn defect2_clear_task_set_clears_the_tasks_of_other_sessions() {
     // TST=000b: one task set shared by every I_T nexus; with TAS=0 the other nexus gets
     // COMMANDS CLEARED BY ANOTHER INITIATOR (2Fh/00h), with TAS=1 TASK ABORTED status.

@@ -8,27 +8,28 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use rustiscsi::backstore::{Backstore, BackstoreKind, BackstoreSpec};
+use rustiscsi::backstore::{Backstore, BackstoreKind, BackstoreSpec, CacheMode, OpenOptions};
 use rustiscsi::scsi::{self, ItNexus, LogicalUnit, LunIdentity, MappedLun, ScsiCommand};
 use rustiscsi_fuzz::{Cursor, block_on};
 
 fn nexus(c: &mut Cursor) -> ItNexus {
     let bs = if c.u8() & 1 == 0 { 512 } else { 4096 };
-    let backstore = Backstore::open(&BackstoreSpec {
-        name: "fuzz".into(),
-        kind: BackstoreKind::Ramdisk,
-        path: None,
-        size: Some(256 * 1024),
-        block_size: bs,
-        write_cache: c.u8() & 1 != 0,
-    })
+    let backstore = Backstore::open(
+        &BackstoreSpec {
+            name: "fuzz".into(),
+            kind: BackstoreKind::Ramdisk,
+            path: None,
+            size: Some(256 * 1024),
+            block_size: bs,
+            write_cache: c.u8() & 1 != 0,
+            cache: CacheMode::Buffered,
+        },
+        &OpenOptions::default(),
+    )
     .expect("ramdisk");
     let unit = Arc::new(LogicalUnit::new(
         Arc::new(backstore),
-        LunIdentity {
-            serial: "FUZZ0001".into(),
-            naa: 0x3000_0000_0000_0001,
-        },
+        LunIdentity::new("FUZZ0001", 0x3000_0000_0000_0001u64),
     ));
     ItNexus::new(
         "iqn.2026-11.org.example:fuzz,i,0x800000000001".into(),

@@ -1,6 +1,7 @@
 //! Text segments and operational key negotiation (RFC 7143 §6, §13): parsing, encoding,
 //! `keys::negotiate` against varied offers, and CHAP's binary value decoding. Parse and
-//! encode round-trip; negotiation never panics and stays within the offer.
+//! encode round-trip; numbers read the same in decimal and hex; the target's proposals
+//! parse; negotiation never panics and stays within the offer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -39,9 +40,18 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again, pairs);
     for (_, v) in &pairs.0 {
         let _ = decode_binary(v);
+        // Numbers: decimal or 0x hex (RFC 7143 §6.1), the same value either way.
+        if let Some(n) = keys::parse_number(v) {
+            assert_eq!(keys::parse_number(&n.to_string()), Some(n));
+            assert_eq!(keys::parse_number(&format!("0x{n:x}")), Some(n));
+        }
     }
     let mut params = Params::defaults(&o);
-    let mut seen = Vec::new();
+    let mut seen = keys::Seen::default();
+    // The target's own proposals (keys where its offer is stricter than the RFC default)
+    // parse, and the initiator's text is then negotiated against them.
+    let proposed = keys::proposals(&o, &mut seen, discovery);
+    TextPairs::parse(&proposed.encode()).expect("proposals parse");
     if let Ok(resp) = keys::negotiate(&pairs, &o, &mut params, &mut seen, discovery) {
         let _ = TextPairs::parse(&resp.encode()).expect("answers parse");
         keys::finish(&mut params);
