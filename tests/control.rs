@@ -6,19 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use rustiscsi::config::{self, Config, ValidatedConfig};
+use rustiscsi::config::{self, Config};
 use rustiscsi::control::api::{
-    ControlError, LunStats, Plan, SessionCounters, SessionInfo, SessionParams, SessionStats, Stats,
-    StatusReport,
+    ChangeReport, ConnectionInfo, ControlError, ErrorCode, LunStats, Response, SessionCounters,
+    SessionInfo, SessionLun, SessionParams, SessionRef, SessionStats, Stats, StatusReport,
 };
-use rustiscsi::control::server::{BoxFuture, ControlBackend, serve};
+use rustiscsi::control::server::{ChangeRequest, ChangeSource, ControlBackend, save_config, serve};
 use tokio::sync::watch;
 
 const T: &str = "iqn.2026-11.org.example.nas:storage";
 const I: &str = "iqn.2005-03.org.open-iscsi:client1";
 
 struct Fake {
-    config: Mutex<Config>,
+    config: Mutex<(Config, u64)>,
     file: Option<PathBuf>,
 }
 
@@ -49,12 +49,25 @@ fn session() -> SessionInfo {
             errors: 1,
         },
         since_secs: 3700,
+        tpg: 1,
+        auth_method: "CHAP (SHA3-256)".into(),
+        chap_user: Some("client1".into()),
+        mapped_luns: vec![SessionLun {
+            lun: 0,
+            backstore: "vm1".into(),
+            read_only: false,
+        }],
+        connections: vec![ConnectionInfo {
+            cid: 0,
+            peer: "127.0.0.1:51000".parse().unwrap(),
+            local: "127.0.0.1:3260".parse().unwrap(),
+        }],
     }
 }
 
 impl ControlBackend for Fake {
     fn status(&self) -> StatusReport {
-        let mut s = StatusReport::from_config(&self.config.lock().unwrap(), self.file.clone());
+        let mut s = StatusReport::from_config(&self.config.lock().unwrap().0, self.file.clone());
         s.uptime_secs = 90;
         s
     }
@@ -80,21 +93,58 @@ impl ControlBackend for Fake {
             }],
         }
     }
-    fn config(&self) -> (Config, Option<PathBuf>) {
-        (self.config.lock().unwrap().clone(), self.file.clone())
+    fn config(&self) -> (Config, Option<PathBuf>, u64) {
+        let g = self.config.lock().unwrap();
+        (g.0.clone(), self.file.clone(), g.1)
     }
-    fn apply(
-        &self,
-        new: ValidatedConfig,
-        dry_run: bool,
-    ) -> BoxFuture<'_, Result<Plan, ControlError>> {
-        Box::pin(async move {
-            let mut cur = self.config.lock().unwrap();
-            let p = rustiscsi::control::plan(&cur, &new.config, &[session()]);
-            if !dry_run {
-                *cur = new.config;
+    /// A stand-in for the daemon's change path: revision check, validation, plan.
+    fn change(&self, req: ChangeRequest) -> Result<ChangeReport, ControlError> {
+        let mut cur = self.config.lock().unwrap();
+        let new = match req.source {
+            ChangeSource::Config {
+                config,
+                base_revision,
+            } => {
+                if base_revision.is_some_and(|b| b != cur.1) {
+                    return Err(ControlError::new(ErrorCode::Conflict, "stale"));
+                }
+                config
             }
-            Ok(p)
+            ChangeSource::Reload => {
+                config::load(self.file.as_ref().unwrap())
+                    .map_err(|e| ControlError::invalid(e.to_string()))?
+                    .config
+            }
+        };
+        let v = config::validate_all(new, "<control request>")
+            .map_err(|e| ControlError::invalid(format!("{e:?}")))?;
+        let plan = rustiscsi::control::plan(&cur.0, &v.config, &[session()]);
+        if !req.dry_run {
+            cur.0 = v.config;
+            cur.1 += 1;
+        }
+        Ok(ChangeReport {
+            dry_run: req.dry_run,
+            revision: cur.1,
+            plan,
+            warnings: Vec::new(),
+            failed: Vec::new(),
+            unsaved: Some(true),
+        })
+    }
+    fn save(&self, path: Option<PathBuf>) -> Result<Response, ControlError> {
+        let c = self.config.lock().unwrap().0.clone();
+        save_config(&c, self.file.as_deref(), path.as_deref())
+    }
+    fn logout(&self, tsih: u16) -> Result<SessionRef, ControlError> {
+        if tsih != 7 {
+            return Err(ControlError::not_found(format!("no session {tsih}")));
+        }
+        Ok(SessionRef {
+            tsih,
+            initiator: I.into(),
+            target: Some(T.into()),
+            reason: "asked".into(),
         })
     }
 }
@@ -135,7 +185,7 @@ impl Daemon {
         std::fs::write(&file, &text).unwrap();
         let cfg = config::load(&file).unwrap().config;
         let backend = Arc::new(Fake {
-            config: Mutex::new(cfg),
+            config: Mutex::new((cfg, 1)),
             file: Some(file.clone()),
         });
         let sock = dir.path().join("run/control.sock");
@@ -183,7 +233,7 @@ impl Daemon {
     }
 
     fn config(&self) -> Config {
-        self.backend.config.lock().unwrap().clone()
+        self.backend.config.lock().unwrap().0.clone()
     }
 }
 
@@ -310,7 +360,7 @@ fn targetcli_workflow_applies_through_the_socket() {
     // Removing the ACL of the logged-in session logs it out (JSON plan).
     let out = ok(&d.cli(&["--json", "acl", "remove", T, I]));
     let p: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(p["sessions_logged_out"][0]["tsih"], 7);
+    assert_eq!(p["plan"]["sessions_logged_out"][0]["tsih"], 7);
 
     ok(&d.cli(&["auth", "clear", "--discovery"]));
     ok(&d.cli(&["auth", "clear", t2, "--initiator", i2]));
@@ -434,19 +484,19 @@ fn raw_socket_errors() {
     assert_eq!(v["error"]["code"], "invalid");
     let v = d.raw(b"{\"version\":99,\"request\":\"status\"}\n");
     assert_eq!(v["error"]["code"], "version_mismatch");
-    let v = d.raw(b"{\"version\":1,\"request\":\"explode\"}\n");
+    let v = d.raw(b"{\"version\":2,\"request\":\"explode\"}\n");
     assert_eq!(v["error"]["code"], "invalid");
     // An Apply with an invalid config is refused by the daemon itself.
     let mut cfg = serde_json::to_value(d.config()).unwrap();
     cfg["targets"][T]["luns"][0]["backstore"] = "missing".into();
-    let line = serde_json::json!({"version":1,"request":{"apply":{"config":cfg,"dry_run":false}}});
+    let line = serde_json::json!({"version":2,"request":{"apply":{"config":cfg,"dry_run":false}}});
     let v = d.raw(format!("{line}\n").as_bytes());
     assert_eq!(v["error"]["code"], "invalid");
     assert!(v["error"]["message"].as_str().unwrap().contains("missing"));
     // Several requests on one connection.
     let mut s = UnixStream::connect(&d.sock).unwrap();
     s.write_all(
-        b"{\"version\":1,\"request\":\"sessions\"}\n{\"version\":1,\"request\":\"stats\"}\n",
+        b"{\"version\":2,\"request\":\"sessions\"}\n{\"version\":2,\"request\":\"stats\"}\n",
     )
     .unwrap();
     let mut r = BufReader::new(s);
@@ -487,7 +537,10 @@ fn import_lio_and_completions() {
         .unwrap();
     ok(&o);
     let err = stderr(&o);
-    assert!(err.contains("warning:") && err.contains("pscsi"), "{err}");
+    assert!(
+        err.contains("not carried:") && err.contains("pscsi"),
+        "{err}"
+    );
     assert!(err.contains("secret:"), "{err}");
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(!text.contains("client1secret99"));
@@ -502,6 +555,58 @@ fn import_lio_and_completions() {
         .unwrap();
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("--secrets-dir"));
+
+    // No secret carried: no --secrets-dir needed.
+    let fx = |n: &str| format!("{}/tests/fixtures/lio/{n}", env!("CARGO_MANIFEST_DIR"));
+    let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
+        .args(["import-lio", &fx("no-secrets.json")])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // What widens access stops the import (nothing written) unless allowed.
+    let wide = dir.path().join("wide.toml");
+    let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
+        .args(["import-lio", &fx("widening.json"), "-o"])
+        .arg(&wide)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("WIDENS ACCESS") && stderr(&o).contains("--allow-widening"));
+    assert!(!wide.exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
+        .args(["import-lio", &fx("widening.json"), "--allow-widening", "-o"])
+        .arg(&wide)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        config::load(&wide)
+            .unwrap()
+            .config
+            .daemon
+            .allow_demo_mode_on_network
+    );
+    // --json: the report as JSON.
+    let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
+        .args([
+            "--json",
+            "import-lio",
+            &fx("2017-alua.json"),
+            "--secrets-dir",
+        ])
+        .arg(dir.path().join("s2"))
+        .arg("-o")
+        .arg(dir.path().join("a.toml"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert!(
+        v["not_carried"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("nullio"))
+    );
 
     for shell in ["bash", "zsh", "fish"] {
         let o = Command::new(env!("CARGO_BIN_EXE_rustiscsi"))

@@ -75,6 +75,7 @@ fn status(socket: &Path) -> serde_json::Value {
     let o = v.as_object_mut().unwrap();
     o.remove("uptime_secs");
     o.remove("host");
+    o.remove("revision");
     v
 }
 
@@ -220,5 +221,188 @@ fn targetcli_workflow_then_saveconfig_and_restart() {
     assert!(
         config.with_file_name("rustiscsi.toml.1").exists(),
         "rotated backup kept"
+    );
+}
+
+mod support;
+
+/// A child on a pseudo-terminal: what it prints is collected, lines are typed into it.
+struct Pty {
+    master: std::fs::File,
+    child: Child,
+    seen: String,
+}
+
+impl Pty {
+    fn spawn(cmd: &mut Command) -> Pty {
+        use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = pty.slave.into_raw_fd();
+        // SAFETY: each Stdio takes its own duplicate of the slave fd.
+        let io = || unsafe {
+            std::process::Stdio::from_raw_fd(
+                nix::unistd::dup(std::os::fd::BorrowedFd::borrow_raw(slave))
+                    .unwrap()
+                    .into_raw_fd(),
+            )
+        };
+        let child = cmd.stdin(io()).stdout(io()).stderr(io()).spawn().unwrap();
+        let _ = nix::unistd::close(slave);
+        let master: std::fs::File = pty.master.into();
+        let fd = master.as_raw_fd();
+        let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        let _ = fd;
+        nix::fcntl::fcntl(
+            &master,
+            nix::fcntl::FcntlArg::F_SETFL(
+                nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
+            ),
+        )
+        .unwrap();
+        Pty {
+            master,
+            child,
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until `want` shows up (generous bound for a loaded machine).
+    fn expect(&mut self, want: &str) {
+        use std::io::Read;
+        let t0 = Instant::now();
+        loop {
+            let mut buf = [0u8; 4096];
+            match self.master.read(&mut buf) {
+                Ok(n) if n > 0 => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+            if self.seen.contains(want) {
+                // Keep only what follows, for the next expectation.
+                let at = self.seen.find(want).unwrap() + want.len();
+                self.seen = self.seen[at..].to_owned();
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no {want:?} from the shell; it printed:\n{}",
+                self.seen
+            );
+        }
+    }
+
+    fn send(&mut self, s: &str) {
+        use std::io::Write;
+        self.master.write_all(s.as_bytes()).unwrap();
+    }
+
+    /// Types a command line and waits for the next prompt.
+    fn line(&mut self, l: &str, prompt: &str) {
+        self.send(&format!("{l}\r"));
+        self.expect(prompt);
+    }
+}
+
+/// The seed's targetcli workflow, unchanged in meaning, typed into `rustiscsi shell` on a
+/// terminal (a file backstore stands in for the md device): tab completion, then every
+/// object it creates is checked in the daemon.
+#[test]
+fn targetcli_workflow_in_the_interactive_shell() {
+    let d = support::Daemon::start();
+    let img = d.path("disk0.img");
+    let p2 = support::free_port();
+    let home = d.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustiscsi"));
+    cmd.arg("--socket")
+        .arg(&d.socket)
+        .arg("shell")
+        .env("HOME", &home)
+        .env("TERM", "xterm");
+    let mut sh = Pty::spawn(&mut cmd);
+    sh.expect("/> ");
+    // Tab completes paths from the daemon's tree.
+    sh.send("cd /back\t");
+    sh.expect("backstores/");
+    sh.send("fil\t");
+    sh.expect("fileio/");
+    sh.line("", "/backstores/fileio> ");
+    sh.line(
+        &format!("create disk0 {} 64M", img.display()),
+        "/backstores/fileio> ",
+    );
+    sh.line("cd /iscsi", "/iscsi> ");
+    sh.line(&format!("create {IQN}"), "/iscsi> ");
+    sh.line(&format!("cd {IQN}/tpg1"), "tpg1> ");
+    sh.line("set attribute authentication=0", "tpg1> ");
+    sh.line("cd luns", "luns> ");
+    sh.line("create /backstores/fileio/disk0", "luns> ");
+    sh.line("cd ../portals", "portals> ");
+    sh.line(&format!("create 127.0.0.1 {p2}"), "portals> ");
+    sh.line("cd ../acls", "acls> ");
+    let ini = "iqn.2005-03.org.open-iscsi:serial";
+    sh.line(&format!("create {ini}"), "acls> ");
+    sh.line(&format!("cd {ini}"), &format!("{ini}> "));
+    sh.line("set auth userid=nasuser", &format!("{ini}> "));
+    sh.line("set auth password=client-secret-1", &format!("{ini}> "));
+    sh.send("get auth\r");
+    sh.expect("userid=nasuser");
+    sh.expect(&format!("{ini}> "));
+    sh.line("cd /", "/> ");
+    sh.send("ls\r");
+    sh.expect("o- lun0 [/backstores/fileio/disk0]");
+    sh.expect("/> ");
+    sh.line("saveconfig", "/> ");
+    sh.send("exit\r");
+    let t0 = Instant::now();
+    while sh.child.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "shell did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // What the daemon runs now.
+    let s = d.status();
+    let t = &s["targets"][0];
+    assert_eq!(t["iqn"], IQN);
+    assert_eq!(t["luns"][0]["backstore"], "disk0");
+    assert_eq!(t["acls"][0]["initiator"], ini);
+    assert_eq!(t["acls"][0]["chap_user"], "nasuser");
+    assert!(
+        s["portals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["portal"] == format!("127.0.0.1:{p2}") && p["accepting"] == true),
+        "{s}"
+    );
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 64 << 20);
+    let c = d.config();
+    let pf = c["targets"][IQN]["acls"][ini]["chap"]["password_file"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&pf).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(std::fs::read_to_string(&pf).unwrap(), "client-secret-1\n");
+    // saveconfig wrote the file; the history kept the commands but not the password.
+    let saved = std::fs::read_to_string(&d.config).unwrap();
+    assert!(saved.contains(ini) && !saved.contains("client-secret-1"));
+    let hist = std::fs::read_to_string(home.join(".rustiscsi_history")).unwrap();
+    assert!(hist.contains("create /backstores/fileio/disk0"), "{hist}");
+    assert!(!hist.contains("client-secret-1"), "{hist}");
+    // A secret-less login is now refused, the CHAP one works, on the portal the shell made.
+    let portal = format!("127.0.0.1:{p2}");
+    assert!(support::initiator::login(&portal, ini, Some(IQN), 1, None).is_err());
+    assert!(
+        support::initiator::login(
+            &portal,
+            ini,
+            Some(IQN),
+            2,
+            Some(("nasuser", "client-secret-1"))
+        )
+        .is_ok()
     );
 }

@@ -80,6 +80,23 @@ fn everything() -> Config {
     };
     let target = TargetConfig {
         tpg: 1,
+        enabled: true,
+        portal_groups: vec![rustiscsi::config::PortalGroupConfig {
+            tag: 1,
+            portals: vec!["127.0.0.1:3260".parse().unwrap()],
+            enabled: true,
+        }],
+        demo_mode_read_only: false,
+        iscsi: rustiscsi::config::TargetIscsi {
+            max_recv_data_segment_length: Some(8192),
+            max_burst_length: Some(262_144),
+            first_burst_length: Some(65_536),
+            max_outstanding_r2t: Some(1),
+            immediate_data: Some(true),
+            initial_r2t: Some(true),
+            header_digest: Some(vec!["None".into()]),
+            data_digest: Some(vec!["None".into()]),
+        },
         luns: vec![LunConfig {
             lun: Some(0),
             backstore: "a".into(),

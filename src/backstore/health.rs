@@ -191,6 +191,11 @@ impl Health {
         }
     }
 
+    /// The backstore's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Sets which target LUNs export the backstore, for log lines (e.g.
     /// `iqn...:vm LUN 0`); the registry sets it on every build.
     pub fn set_exports(&self, exports: String) {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use rustiscsi::config::{self, ValidatedConfig};
+use rustiscsi::config::{self, Overrides, ValidatedConfig};
+use rustiscsi::control::server::{ChangeRequest, ChangeSource};
 use rustiscsi::daemon_args::Args;
 use rustiscsi::registry::Registry;
 use rustiscsi::server::{self, ServerCtx};
@@ -31,16 +32,21 @@ fn default_state_dir() -> PathBuf {
     }
 }
 
+/// The command-line overrides, which every reload applies again.
+fn overrides(args: &Args) -> Overrides {
+    Overrides {
+        portals: args.portals.clone(),
+        state_dir: args.state_dir.clone(),
+        control_socket: args.control_socket.clone(),
+    }
+}
+
 /// Loads the configuration with command-line overrides applied, then validates it.
 fn load(args: &Args) -> anyhow::Result<ValidatedConfig> {
-    let (mut cfg, origin) = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            // Parse first so that syntax errors keep their line numbers.
-            let v = config::parse_all(&text, &path.display().to_string()).map_err(report_all)?;
-            (v.config, path.display().to_string())
-        }
+    let o = overrides(args);
+    match &args.config {
+        // Errors keep the file's line numbers; every one is reported.
+        Some(path) => o.load(path).map_err(report_all),
         None => {
             let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
             let mut c = config::embedded_default(&dir);
@@ -49,21 +55,10 @@ fn load(args: &Args) -> anyhow::Result<ValidatedConfig> {
                 c.daemon.control_socket = dir.join("control.sock");
                 c.daemon.portals = vec![SocketAddr::from(([127, 0, 0, 1], UNPRIVILEGED_PORT))];
             }
-            (c, config::EMBEDDED_ORIGIN.to_string())
+            o.apply(&mut c);
+            config::validate_all(c, config::EMBEDDED_ORIGIN).map_err(report_all)
         }
-    };
-    if let Some(d) = &args.state_dir {
-        cfg.daemon.state_dir = d.clone();
     }
-    if !args.portals.is_empty() {
-        cfg.daemon.portals = args.portals.clone();
-    }
-    if let Some(s) = &args.control_socket {
-        cfg.daemon.control_socket = s.clone();
-    }
-    let mut v = config::validate_all(cfg, &origin).map_err(report_all)?;
-    v.source = args.config.clone();
-    Ok(v)
 }
 
 fn report_all(errs: Vec<config::ConfigError>) -> anyhow::Error {
@@ -163,15 +158,23 @@ async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
             }
         }
     }
-    let listeners = server::bind(&portals).await.map_err(|e| {
+    for w in &registry.warnings {
+        tracing::warn!("{w}");
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = ServerCtx::with_overrides(
+        registry,
+        stop_rx.clone(),
+        args.config.clone(),
+        overrides(&args),
+    );
+    server::listen_configured(&ctx).map_err(|e| {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             anyhow::anyhow!("{e} (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --portal 127.0.0.1:13260)")
         } else {
             anyhow::anyhow!("{e}")
         }
     })?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = ServerCtx::with_source(registry, stop_rx.clone(), args.config.clone());
     let control_path = v.config.daemon.control_socket.clone();
     let control = {
         let (path, backend, stop) = (
@@ -208,12 +211,12 @@ async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let server = tokio::spawn(server::run(listeners, ctx.clone()));
+    let server = tokio::spawn(server::run(Vec::new(), ctx.clone()));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&args, &ctx),
+            _ = hup.recv() => reload(&ctx).await,
         }
     }
     tracing::info!("stopping: asking initiators to log out, draining commands");
@@ -225,23 +228,35 @@ async fn serve(args: Args, v: ValidatedConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reload(args: &Args, ctx: &Arc<ServerCtx>) {
+/// SIGHUP: the same change path as `rustiscsi reload` (file plus overrides, the rules,
+/// one lock).
+async fn reload(ctx: &Arc<ServerCtx>) {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-    match load(args) {
-        Err(e) => tracing::error!("reload refused, keeping the running configuration: {e:#}"),
-        Ok(v) => {
-            for w in &v.warnings {
+    let c = ctx.clone();
+    let req = ChangeRequest {
+        source: ChangeSource::Reload,
+        dry_run: false,
+        force: false,
+    };
+    match tokio::task::spawn_blocking(move || server::apply::change(&c, req)).await {
+        Ok(Ok(r)) => {
+            for w in &r.warnings {
                 tracing::warn!("{w}");
             }
-            match server::apply::apply(ctx, &v) {
-                Ok(a) => {
-                    tracing::info!(logged_out = ?a.logged_out, remapped = ?a.remapped, "configuration reloaded")
-                }
-                Err(e) => {
-                    tracing::error!("reload failed, keeping the running configuration: {e:#}")
-                }
+            for f in &r.failed {
+                tracing::error!("reload: {f}");
             }
+            tracing::info!(
+                revision = r.revision,
+                logged_out = ?r.plan.sessions_logged_out.iter().map(|s| s.tsih).collect::<Vec<_>>(),
+                rescanned = ?r.plan.sessions_rescanned.iter().map(|s| s.tsih).collect::<Vec<_>>(),
+                "configuration reloaded"
+            );
         }
+        Ok(Err(e)) => {
+            tracing::error!("reload refused, keeping the running configuration: {e}")
+        }
+        Err(e) => tracing::error!("reload failed: {e}"),
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }

@@ -151,19 +151,19 @@ pub fn lun_add(
     backstore: &str,
     lun: Option<u64>,
 ) -> Result<String, ControlError> {
+    // The target first: a typo'd IQN is "no target", whatever the backstore does.
+    target_mut(c, iqn)?;
     if !c.backstores.contains_key(backstore) {
         return Err(ControlError::not_found(format!(
             "no backstore {backstore} (create it with rustiscsi backstore create)"
         )));
     }
-    for (other, t) in &c.targets {
-        if let Some((n, _)) = target_luns(t).into_iter().find(|(_, b)| b == backstore) {
-            return Err(ControlError::exists(format!(
-                "backstore {backstore} is already LUN {n} of target {other}"
-            )));
-        }
-    }
     let t = target_mut(c, iqn)?;
+    if let Some((n, _)) = target_luns(t).into_iter().find(|(_, b)| b == backstore) {
+        return Err(ControlError::exists(format!(
+            "backstore {backstore} is already LUN {n} of target {iqn}"
+        )));
+    }
     pin_lun_numbers(t);
     let used: Vec<u64> = target_luns(t).into_iter().map(|(n, _)| n).collect();
     let n = match lun {
@@ -293,6 +293,181 @@ pub fn acl_add(
         },
     );
     Ok(format!("added ACL {initiator} to {iqn} ({what})"))
+}
+
+/// The target of an existing ACL.
+fn acl_target<'a>(
+    c: &'a mut Config,
+    iqn: &str,
+    initiator: &str,
+) -> Result<&'a mut TargetConfig, ControlError> {
+    let t = target_mut(c, iqn)?;
+    if !t.acls.contains_key(initiator) {
+        return Err(ControlError::not_found(format!(
+            "target {iqn} has no ACL for {initiator}"
+        )));
+    }
+    Ok(t)
+}
+
+/// An ACL's mappings made explicit (an empty list means every LUN of the target).
+fn explicit_maps(t: &TargetConfig, initiator: &str) -> Vec<MappedLunConfig> {
+    match t.acls.get(initiator) {
+        Some(a) if a.mapped_luns.is_empty() => target_luns(t)
+            .into_iter()
+            .map(|(n, _)| MappedLunConfig {
+                lun: n,
+                target_lun: None,
+                read_only: false,
+            })
+            .collect(),
+        Some(a) => a.mapped_luns.clone(),
+        None => Vec::new(),
+    }
+}
+
+/// Adds or changes the mapping of `lun` in an ACL: `target_lun` (for a new mapping) and
+/// `read_only`. An ACL that saw every LUN keeps seeing them, now listed one by one.
+pub fn map_set(
+    c: &mut Config,
+    iqn: &str,
+    initiator: &str,
+    lun: u64,
+    target_lun: Option<u64>,
+    read_only: Option<bool>,
+) -> Result<String, ControlError> {
+    let t = acl_target(c, iqn, initiator)?;
+    let mut maps = explicit_maps(t, initiator);
+    match maps.iter_mut().find(|m| m.lun == lun) {
+        Some(m) => {
+            if let Some(tl) = target_lun
+                && m.target_lun.unwrap_or(m.lun) != tl
+            {
+                return Err(ControlError::exists(format!(
+                    "ACL {initiator} already maps LUN {lun} (to target LUN {})",
+                    m.target_lun.unwrap_or(m.lun)
+                )));
+            }
+            if let Some(ro) = read_only {
+                m.read_only = ro;
+            }
+        }
+        None => {
+            let tl = target_lun.unwrap_or(lun);
+            if !target_luns(t).iter().any(|(n, _)| *n == tl) {
+                return Err(ControlError::not_found(format!(
+                    "target {iqn} has no LUN {tl}"
+                )));
+            }
+            maps.push(MappedLunConfig {
+                lun,
+                target_lun: (tl != lun).then_some(tl),
+                read_only: read_only.unwrap_or(false),
+            });
+            maps.sort_by_key(|m| m.lun);
+        }
+    }
+    t.acls.get_mut(initiator).expect("checked").mapped_luns = maps;
+    Ok(format!("mapped LUN {lun} of ACL {initiator} on {iqn}"))
+}
+
+/// Removes the mapping of `lun` from an ACL (not its last one: an empty list would mean
+/// every LUN).
+pub fn map_remove(
+    c: &mut Config,
+    iqn: &str,
+    initiator: &str,
+    lun: u64,
+) -> Result<String, ControlError> {
+    let t = acl_target(c, iqn, initiator)?;
+    let mut maps = explicit_maps(t, initiator);
+    let before = maps.len();
+    maps.retain(|m| m.lun != lun);
+    if maps.len() == before {
+        return Err(ControlError::not_found(format!(
+            "ACL {initiator} has no mapped LUN {lun}"
+        )));
+    }
+    if maps.is_empty() {
+        return Err(ControlError::refused(format!(
+            "LUN {lun} is the last mapping of ACL {initiator}; without it the ACL would see \
+             every LUN. Delete the ACL instead"
+        )));
+    }
+    t.acls.get_mut(initiator).expect("checked").mapped_luns = maps;
+    Ok(format!("unmapped LUN {lun} from ACL {initiator} on {iqn}"))
+}
+
+/// Adds a portal: to `daemon.portals` and, when the target has portal groups, to group
+/// `tag`.
+pub fn portal_add(
+    c: &mut Config,
+    iqn: &str,
+    tag: u16,
+    portal: std::net::SocketAddr,
+) -> Result<String, ControlError> {
+    let t = target_mut(c, iqn)?;
+    let mut msg = format!("added portal {portal}");
+    if t.portal_groups.is_empty() {
+        msg.push_str(" (every target without portal groups is reachable on it)");
+    } else {
+        let g = t
+            .portal_groups
+            .iter_mut()
+            .find(|g| g.tag == tag)
+            .ok_or_else(|| ControlError::not_found(format!("target {iqn} has no tpg{tag}")))?;
+        if g.portals.contains(&portal) {
+            return Err(ControlError::exists(format!(
+                "tpg{tag} already has {portal}"
+            )));
+        }
+        g.portals.push(portal);
+    }
+    if c.daemon.portals.contains(&portal) {
+        if c.targets[iqn].portal_groups.is_empty() {
+            return Err(ControlError::exists(format!(
+                "portal {portal} already exists"
+            )));
+        }
+    } else {
+        c.daemon.portals.push(portal);
+    }
+    Ok(msg)
+}
+
+/// Removes a portal from group `tag` (and from `daemon.portals` when no group uses it).
+pub fn portal_remove(
+    c: &mut Config,
+    iqn: &str,
+    tag: u16,
+    portal: std::net::SocketAddr,
+) -> Result<String, ControlError> {
+    let t = target_mut(c, iqn)?;
+    if !t.portal_groups.is_empty() {
+        let g = t
+            .portal_groups
+            .iter_mut()
+            .find(|g| g.tag == tag)
+            .ok_or_else(|| ControlError::not_found(format!("target {iqn} has no tpg{tag}")))?;
+        let before = g.portals.len();
+        g.portals.retain(|p| *p != portal);
+        if g.portals.len() == before {
+            return Err(ControlError::not_found(format!(
+                "tpg{tag} has no portal {portal}"
+            )));
+        }
+    }
+    let still_used = c
+        .targets
+        .values()
+        .any(|t| t.portal_groups.iter().any(|g| g.portals.contains(&portal)));
+    if !c.daemon.portals.contains(&portal) {
+        return Err(ControlError::not_found(format!("no portal {portal}")));
+    }
+    if !still_used {
+        c.daemon.portals.retain(|p| *p != portal);
+    }
+    Ok(format!("removed portal {portal}"))
 }
 
 /// `acl remove`.

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use crate::backstore::BackstoreKind;
-use crate::control::api::{AuthStatus, Plan, SessionInfo, Stats, StatusReport};
+use crate::control::api::{
+    AuthStatus, ChangeReport, Plan, PortalStatus, SessionInfo, Stats, StatusReport,
+};
 
 /// A node of a `targetcli ls`-like tree.
 #[derive(Debug, Clone, Default)]
@@ -190,8 +192,30 @@ pub fn status(s: &StatusReport) -> String {
             plural(t.acls.len(), "ACL"),
             plural(t.sessions as usize, "session"),
         ];
+        if !t.enabled {
+            facts.push("DISABLED".into());
+        }
         if t.demo_mode {
-            facts.push("DEMO MODE: any initiator".into());
+            facts.push(if t.demo_mode_read_only {
+                "DEMO MODE: any initiator, read-only".into()
+            } else {
+                "DEMO MODE: any initiator".into()
+            });
+        }
+        if t.portal_groups.len() > 1
+            || t.portal_groups
+                .iter()
+                .any(|g| !g.portals.is_empty() && g.portals.len() != s.portals.len())
+        {
+            for g in &t.portal_groups {
+                let ps: Vec<String> = g.portals.iter().map(ToString::to_string).collect();
+                facts.push(format!(
+                    "tpg{} on {}{}",
+                    g.tag,
+                    ps.join(" "),
+                    if g.enabled { "" } else { " (disabled)" }
+                ));
+            }
         }
         let mut luns = Node::new(format!("luns [{}]", t.luns.len()));
         for l in &t.luns {
@@ -229,7 +253,7 @@ pub fn status(s: &StatusReport) -> String {
 
     let mut portals = Node::new(format!("portals [{}]", s.portals.len()));
     for p in &s.portals {
-        portals = portals.child(Node::new(p.to_string()));
+        portals = portals.child(Node::new(portal_label(p)));
     }
     let root = Node::new("/")
         .child(backstores)
@@ -241,6 +265,32 @@ pub fn status(s: &StatusReport) -> String {
         )));
     out.push_str(&root.render());
     out
+}
+
+/// One listener as `status` shows it: what the kernel holds, not the configuration.
+pub fn portal_label(p: &PortalStatus) -> String {
+    let mut facts = Vec::new();
+    match p.bound {
+        Some(b) if b != p.portal => facts.push(format!("bound {b}")),
+        Some(_) => {}
+        None => facts.push("NOT BOUND".into()),
+    }
+    if p.dual_stack {
+        facts.push("IPv4 and IPv6".into());
+    }
+    facts.push(
+        if p.accepting {
+            "accepting"
+        } else {
+            "NOT ACCEPTING"
+        }
+        .into(),
+    );
+    facts.push(plural(p.accepted as usize, "connection"));
+    if let Some(e) = &p.error {
+        facts.push(format!("error: {e}"));
+    }
+    format!("{} [{}]", p.portal, facts.join(", "))
 }
 
 /// Left-aligned columns separated by two spaces.
@@ -507,6 +557,112 @@ pub fn plan(p: &Plan, dry_run: bool) -> String {
             "! session {} ({}) notified to rescan: {}",
             s.tsih, s.initiator, s.reason
         ));
+    }
+    for b in &p.files_created {
+        l(format!("+ file of backstore {b} created sparse"));
+    }
+    for n in &p.needs_force {
+        l(format!(
+            "{} {n}",
+            if dry_run {
+                "! needs --force:"
+            } else {
+                "! forced:"
+            }
+        ));
+    }
+    out
+}
+
+/// A change report: what was done (or would be, on a dry run).
+pub fn change(r: &ChangeReport) -> String {
+    let mut out = plan(&r.plan, r.dry_run);
+    if !r.dry_run && !r.plan.is_empty() {
+        let _ = writeln!(out, "revision {}", r.revision);
+    }
+    out
+}
+
+/// `sessions --detail`: one block per session.
+pub fn sessions_detail(list: &[SessionInfo]) -> String {
+    if list.is_empty() {
+        return "no sessions\n".into();
+    }
+    let mut out = String::new();
+    for s in list {
+        let what = if s.discovery {
+            "(discovery)".to_owned()
+        } else {
+            format!("{} tpg{}", s.target.clone().unwrap_or_default(), s.tpg)
+        };
+        let _ = writeln!(out, "session {} {} -> {what}", s.tsih, s.initiator);
+        let _ = writeln!(
+            out,
+            "  isid {}, logged in {} ago",
+            s.isid,
+            human_duration(s.since_secs)
+        );
+        let _ = writeln!(
+            out,
+            "  auth: {}{}",
+            s.auth_method,
+            s.chap_user
+                .as_ref()
+                .map_or(String::new(), |u| format!(", user {u}"))
+        );
+        for c in &s.connections {
+            let _ = writeln!(out, "  connection cid {}: {} -> {}", c.cid, c.peer, c.local);
+        }
+        let p = &s.params;
+        let _ = writeln!(
+            out,
+            "  digests: header {}, data {}",
+            p.header_digest, p.data_digest
+        );
+        let _ = writeln!(
+            out,
+            "  MaxBurstLength {}, FirstBurstLength {}, MaxRecvDataSegmentLength {}/{} \
+             (initiator/target), ImmediateData {}, InitialR2T {}, MaxOutstandingR2T {}",
+            p.max_burst_length,
+            p.first_burst_length,
+            p.initiator_mrdsl,
+            p.target_mrdsl,
+            if p.immediate_data { "Yes" } else { "No" },
+            if p.initial_r2t { "Yes" } else { "No" },
+            p.max_outstanding_r2t
+        );
+        if !s.discovery {
+            let luns: Vec<String> = s
+                .mapped_luns
+                .iter()
+                .map(|m| {
+                    format!(
+                        "lun{} -> {}{}",
+                        m.lun,
+                        m.backstore,
+                        if m.read_only { " (ro)" } else { "" }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  mapped LUNs: {}",
+                if luns.is_empty() {
+                    "none".into()
+                } else {
+                    luns.join(", ")
+                }
+            );
+        }
+        let c = &s.counters;
+        let _ = writeln!(
+            out,
+            "  counters: {} commands, {} read, {} written, {} errors",
+            c.commands,
+            human_bytes(c.read_bytes),
+            human_bytes(c.write_bytes),
+            c.errors
+        );
     }
     out
 }

@@ -219,12 +219,21 @@ fn default_block_size() -> u32 {
 }
 
 /// `[targets."<iqn>"]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    /// Target portal group tag.
+    /// Target portal group tag of the target's one portal group, which is reachable on
+    /// every `daemon.portals` entry. Ignored when `portal_groups` is set.
     #[serde(default = "default_tpg")]
     pub tpg: u16,
+    /// Whether the target accepts logins (LIO's TPG `enable`): a disabled target is not
+    /// listed by SendTargets and refuses every login.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Several target portal groups, each on its own portals (a subset of
+    /// `daemon.portals`). Empty: one group tagged `tpg` on every daemon portal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub portal_groups: Vec<PortalGroupConfig>,
     /// The target's LUNs.
     #[serde(default)]
     pub luns: Vec<LunConfig>,
@@ -232,6 +241,9 @@ pub struct TargetConfig {
     /// is not loopback this also needs `daemon.allow_demo_mode_on_network`.
     #[serde(default)]
     pub demo_mode: bool,
+    /// Demo mode serves every LUN read-only (LIO's `demo_mode_write_protect`).
+    #[serde(default)]
+    pub demo_mode_read_only: bool,
     /// Target-wide default credentials for ACLs that set none (and for demo mode).
     #[serde(default)]
     pub auth: AuthConfig,
@@ -241,10 +253,119 @@ pub struct TargetConfig {
     /// Node ACLs by initiator IQN.
     #[serde(default)]
     pub acls: BTreeMap<String, AclConfig>,
+    /// Negotiation settings for logins to this target, over the daemon-wide `[iscsi]`.
+    #[serde(default, skip_serializing_if = "TargetIscsi::is_empty")]
+    pub iscsi: TargetIscsi,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        Self {
+            tpg: default_tpg(),
+            enabled: true,
+            portal_groups: Vec::new(),
+            luns: Vec::new(),
+            demo_mode: false,
+            demo_mode_read_only: false,
+            auth: AuthConfig::default(),
+            allowed_networks: Vec::new(),
+            acls: BTreeMap::new(),
+            iscsi: TargetIscsi::default(),
+        }
+    }
+}
+
+impl TargetConfig {
+    /// The target's portal groups as `(tag, portals, enabled)`: the configured ones, or
+    /// the implicit one (`tpg` on every daemon portal).
+    pub fn groups(&self, daemon_portals: &[SocketAddr]) -> Vec<(u16, Vec<SocketAddr>, bool)> {
+        if self.portal_groups.is_empty() {
+            vec![(self.tpg, daemon_portals.to_vec(), self.enabled)]
+        } else {
+            self.portal_groups
+                .iter()
+                .map(|g| (g.tag, g.portals.clone(), g.enabled && self.enabled))
+                .collect()
+        }
+    }
 }
 
 fn default_tpg() -> u16 {
     1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[[targets."<iqn>".portal_groups]]`: one target portal group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalGroupConfig {
+    /// Target portal group tag (1..=65535), unique within the target.
+    pub tag: u16,
+    /// The portals of this group, each also listed in `daemon.portals`.
+    pub portals: Vec<SocketAddr>,
+    /// Whether the group accepts logins.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// `[targets."<iqn>".iscsi]`: negotiation settings of one target; each key absent takes
+/// the daemon-wide `[iscsi]` value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetIscsi {
+    /// MaxRecvDataSegmentLength the target declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_recv_data_segment_length: Option<u32>,
+    /// Upper bound for MaxBurstLength.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_burst_length: Option<u32>,
+    /// Upper bound for FirstBurstLength.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_burst_length: Option<u32>,
+    /// Upper bound for MaxOutstandingR2T.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_outstanding_r2t: Option<u32>,
+    /// Offer ImmediateData=Yes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immediate_data: Option<bool>,
+    /// Require InitialR2T=Yes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_r2t: Option<bool>,
+    /// Header digests accepted, in preference order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_digest: Option<Vec<String>>,
+    /// Data digests accepted, in preference order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_digest: Option<Vec<String>>,
+}
+
+impl TargetIscsi {
+    /// Whether no key is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The daemon-wide limits with this target's keys over them.
+    pub fn over(&self, base: &IscsiLimits) -> IscsiLimits {
+        let mut l = base.clone();
+        macro_rules! take {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { l.$f = v.clone(); } )* };
+        }
+        take!(
+            max_recv_data_segment_length,
+            max_burst_length,
+            first_burst_length,
+            max_outstanding_r2t,
+            immediate_data,
+            initial_r2t,
+            header_digest,
+            data_digest
+        );
+        l
+    }
 }
 
 /// One LUN of a target.
@@ -329,10 +450,13 @@ pub struct Discovery {
 
 mod default;
 pub mod names;
+mod overrides;
+pub mod portals;
 pub mod spans;
 mod validate;
 pub use default::{DEMO_BACKSTORE, DEMO_SIZE, DEMO_TARGET, embedded_default, to_toml};
 pub use names::check_iscsi_name;
+pub use overrides::Overrides;
 pub use validate::{
     ConfigError, EMBEDDED_ORIGIN, MAX_LUNS, ValidatedConfig, check_naa, is_loopback, load, parse,
     parse_all, validate, validate_all,

@@ -69,7 +69,7 @@ fn check_iqn(rest: &str) -> Result<(), String> {
         return Err(format!("missing the YYYY-MM date: {FORM}"));
     }
     let month = (b[5] - b'0') * 10 + (b[6] - b'0');
-    if !(1..=12).contains(&month) {
+    if month > 19 {
         return Err(format!("month {month:02} in the date is not 01..12"));
     }
     let Some(after) = rest[7..].strip_prefix('.') else {
@@ -95,6 +95,24 @@ fn check_iqn(rest: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What is wrong with a name that [`check_iscsi_name`] accepts because LIO (rtslib-fb's
+/// `iqn\.[0-9]{4}-[0-1][0-9]\.` pattern) accepts it, although RFC 3720 does not: a month
+/// of 00 or 13..19. `None` for a name without such a flaw.
+pub fn iscsi_name_warning(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("iqn.")?;
+    let b = rest.as_bytes();
+    if b.len() < 7 || !b[5].is_ascii_digit() || !b[6].is_ascii_digit() {
+        return None;
+    }
+    let month = (b[5] - b'0') * 10 + (b[6] - b'0');
+    (!(1..=12).contains(&month)).then(|| {
+        format!(
+            "month {month:02} in the date is not 01..12 (RFC 3720); accepted because LIO \
+             accepts it, but initiators may refuse the name"
+        )
+    })
 }
 
 fn name_char_ok(c: char) -> bool {
@@ -153,8 +171,8 @@ mod tests {
             ("iqn.2026-11.org.Example:t", "lowercase"),
             ("IQN.2026-11.org.example:t", "lowercase"),
             ("iqn.26-11.org.example:t", "YYYY-MM"),
-            ("iqn.2026-13.org.example:t", "month 13"),
-            ("iqn.2026-00.org.example:t", "month 00"),
+            ("iqn.2026-20.org.example:t", "month 20"),
+            ("iqn.2026-99.org.example:t", "month 99"),
             ("iqn.2026-11:t", "followed by '.'"),
             ("iqn.2026-11.:t", "reversed domain"),
             ("iqn.2026-11.org..example:t", "empty label"),
@@ -173,6 +191,19 @@ mod tests {
         let max = format!("iqn.2026-11.org.example:{}", "x".repeat(223 - 24));
         assert_eq!(max.len(), 223);
         assert_eq!(check_iscsi_name(&max), Ok(()));
+    }
+
+    #[test]
+    fn lio_accepted_months_warn() {
+        for n in ["iqn.2026-00.org.example:t", "iqn.2003-17.org.example:t"] {
+            assert_eq!(check_iscsi_name(n), Ok(()), "{n}");
+            assert!(
+                iscsi_name_warning(n).unwrap().contains("LIO accepts it"),
+                "{n}"
+            );
+        }
+        assert_eq!(iscsi_name_warning("iqn.2026-11.org.example:t"), None);
+        assert_eq!(iscsi_name_warning("eui.02004567a425678d"), None);
     }
 
     #[test]

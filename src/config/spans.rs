@@ -173,6 +173,12 @@ impl SpanIndex {
         }
     }
 
+    /// The byte spans of `path`'s key and value, when it is written in the source.
+    pub fn spans(&self, path: &KeyPath) -> Option<(Range<usize>, Range<usize>)> {
+        let e = &self.entries[*self.by_path.get(path)?];
+        Some((e.key.clone(), e.value.clone()))
+    }
+
     /// Whether `path` is written in the source.
     pub fn contains(&self, path: &KeyPath) -> bool {
         self.by_path.contains_key(path)

@@ -636,19 +636,61 @@ fn backstore_used_twice_in_one_target() {
     let e = parse(&text, "test.toml").unwrap_err();
     assert_eq!(e.line, 11, "{e}");
     assert_eq!(e.key, format!("targets.\"{T}\".luns[1].backstore"));
-    assert!(e.message.contains("already used by this target"), "{e}");
+    assert!(e.message.contains("already a LUN of target"), "{e}");
     assert!(e.message.contains("(line 10)"), "{e}");
-    assert!(e.message.contains("one LUN only"), "{e}");
+    assert!(e.message.contains("exports a backstore once"), "{e}");
 }
 
 /// Several targets may export one backstore (they share its logical unit), as LIO allows.
 #[test]
-fn backstore_shared_by_two_targets() {
+fn backstore_exported_by_two_targets() {
+    // One logical unit behind two targets (LIO allows it; multipath sees one disk).
     let text = format!(
         "{RAM}[targets.\"{T}\"]\ndemo_mode = true\nluns = [{{ backstore = \"a\" }}]\n\
          [targets.\"iqn.2026-11.org.example:u\"]\ndemo_mode = true\nluns = [{{ backstore = \"a\" }}]\n"
     );
     assert_ok(&text);
+}
+
+#[test]
+fn every_mistake_is_reported_in_file_order() {
+    // A wrong name late in the file used to hide a semantic error before it.
+    let text = format!(
+        "[backstores.a]\nkind = \"ramdisk\"\nsize = \"1M\"\n\
+         [targets.\"{T}\"]\nluns = [{{ backstore = \"missing\" }}]\ndemo_mode = true\n\
+         [backstores.b]\nkind = \"ramdisk\"\nsise = \"1M\"\nblock_size = \"big\"\n"
+    );
+    let errs = parse_all(&text, "test.toml").unwrap_err();
+    let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (5, format!("targets.\"{T}\".luns[0].backstore").as_str()),
+            (9, "backstores.b.sise"),
+            (10, "backstores.b.block_size"),
+        ],
+        "{errs:#?}"
+    );
+    // The first one is also what `parse` returns.
+    assert_eq!(parse(&text, "test.toml").unwrap_err().line, 5);
+}
+
+#[test]
+fn in_memory_errors_have_no_fake_location() {
+    let mut c = Config::default();
+    c.daemon.portals.clear();
+    let e = validate(c, "<edited configuration>").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "daemon.portals: at least one portal is needed"
+    );
+    let e = ConfigError {
+        file: "/etc/x.toml".into(),
+        line: 0,
+        key: "<document>".into(),
+        message: "cannot read".into(),
+    };
+    assert_eq!(e.to_string(), "/etc/x.toml: <document>: cannot read");
 }
 
 #[test]
@@ -1040,5 +1082,70 @@ fn pinned_identity_is_checked_for_form() {
         4,
         "backstores.r.cache",
         "ramdisk",
+    );
+}
+
+#[test]
+fn dual_stack_wildcard_overlaps_a_specific_ipv4_portal() {
+    assert_err(
+        "[daemon]\nportals = [\"127.0.0.1:3260\", \"[::]:3260\"]\n",
+        2,
+        "daemon.portals[0]",
+        "IPv4 included",
+    );
+    // With 0.0.0.0 listed too, [::] is IPv6-only and the v4 one overlaps 0.0.0.0 instead.
+    assert_err(
+        "[daemon]\nportals = [\"0.0.0.0:3260\", \"[::]:3260\", \"127.0.0.1:3260\"]\n",
+        2,
+        "daemon.portals[2]",
+        "overlaps the wildcard portal 0.0.0.0:3260",
+    );
+    assert_ok("[daemon]\nportals = [\"0.0.0.0:3260\", \"[::]:3260\"]\n");
+}
+
+#[test]
+fn portal_groups_shape() {
+    let base = "[daemon]\nportals = [\"192.0.2.1:3260\", \"198.51.100.1:3260\"]\n";
+    let ok = format!(
+        "{base}[targets.\"{T}\"]\ndemo_mode = false\n\
+         [[targets.\"{T}\".portal_groups]]\ntag = 1\nportals = [\"192.0.2.1:3260\"]\n\
+         [[targets.\"{T}\".portal_groups]]\ntag = 2\nportals = [\"198.51.100.1:3260\"]\nenabled = false\n"
+    );
+    let v = assert_ok(&ok);
+    let t = &v.config.targets[T];
+    let g = t.groups(&v.config.daemon.portals);
+    assert_eq!(g.len(), 2);
+    assert_eq!((g[1].0, g[1].2), (2, false));
+    // Old configs: one implicit group tagged tpg on every daemon portal.
+    let old = format!("{base}[targets.\"{T}\"]\ntpg = 3\n");
+    let v = assert_ok(&old);
+    let g = v.config.targets[T].groups(&v.config.daemon.portals);
+    assert_eq!(g, vec![(3, v.config.daemon.portals.clone(), true)]);
+    let dup = ok.replace("tag = 2", "tag = 1");
+    assert!(
+        parse_all(&dup, "t")
+            .unwrap_err()
+            .iter()
+            .any(|e| e.message.contains("tag 1 is also"))
+    );
+    let stray = ok.replace(
+        "portals = [\"198.51.100.1:3260\"]",
+        "portals = [\"203.0.113.1:3260\"]",
+    );
+    assert!(
+        parse_all(&stray, "t")
+            .unwrap_err()
+            .iter()
+            .any(|e| e.message.contains("not in daemon.portals"))
+    );
+    let twice = ok.replace(
+        "portals = [\"198.51.100.1:3260\"]",
+        "portals = [\"192.0.2.1:3260\"]",
+    );
+    assert!(
+        parse_all(&twice, "t")
+            .unwrap_err()
+            .iter()
+            .any(|e| e.message.contains("also in portal group"))
     );
 }

@@ -21,9 +21,9 @@ pub const EMBEDDED_ORIGIN: &str = "<embedded default>";
 /// Highest LUN number plus one (SAM flat/peripheral addressing: 14 bits).
 pub const MAX_LUNS: u64 = 16384;
 
-/// A configuration error, naming where it is.
+/// A configuration error, naming where it is: `file:line: key: message`, or `key: message`
+/// for a configuration built in memory (an origin in angle brackets, no line).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {key}: {message}")]
 pub struct ConfigError {
     /// The file (or `<embedded default>`).
     pub file: String,
@@ -33,6 +33,16 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong.
     pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.file.starts_with('<')) {
+            (0, true) => write!(f, "{}: {}", self.key, self.message),
+            (0, false) => write!(f, "{}: {}: {}", self.file, self.key, self.message),
+            (n, _) => write!(f, "{}:{n}: {}: {}", self.file, self.key, self.message),
+        }
+    }
 }
 
 /// A configuration that passed every check; the only input the registry accepts.
@@ -86,11 +96,110 @@ pub fn parse_all(text: &str, origin: &str) -> Result<ValidatedConfig, Vec<Config
         }
     };
     let idx = SpanIndex::new(text, &doc);
-    let config: Config = match toml::from_str(text) {
-        Ok(c) => c,
-        Err(e) => return Err(vec![toml_error(&e, &idx, origin)]),
+    // A key of the wrong type or name stops deserialization. To report every mistake,
+    // blank that key out (spaces, so lines and offsets stay) and try again; then check
+    // the rest, leaving out what lies under a blanked key.
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut blanked: Vec<String> = Vec::new();
+    let mut current = text.to_owned();
+    let config = loop {
+        match toml::from_str::<Config>(&current) {
+            Ok(c) => break Some(c),
+            Err(e) => {
+                let err = toml_error(&e, &idx, origin);
+                if blanked.contains(&err.key) {
+                    // The key blanked out was required: nothing new to report.
+                    break None;
+                }
+                let path = err.key.clone();
+                let retry = (errors.len() < 32)
+                    .then(|| blank_key(&current, &idx, &e))
+                    .flatten();
+                errors.push(err);
+                match retry {
+                    Some(t) => {
+                        blanked.push(path);
+                        current = t;
+                    }
+                    None => break None,
+                }
+            }
+        }
     };
-    Checker::run(config, origin, Some(&idx))
+    let Some(config) = config else {
+        errors.sort_by_key(|e| e.line);
+        return Err(errors);
+    };
+    match Checker::run(config, origin, Some(&idx)) {
+        Ok(v) if errors.is_empty() => Ok(v),
+        Ok(_) => Err(errors),
+        Err(semantic) => {
+            // Errors about a blanked key, what lies under it, or its table (which lost
+            // the key) follow from the first error.
+            let under = |k: &str| {
+                blanked.iter().any(|b| {
+                    k == b
+                        || k.starts_with(&format!("{b}."))
+                        || k.starts_with(&format!("{b}["))
+                        || b.starts_with(&format!("{k}."))
+                        || b.starts_with(&format!("{k}["))
+                })
+            };
+            errors.extend(semantic.into_iter().filter(|e| !under(&e.key)));
+            errors.sort_by_key(|e| e.line);
+            Err(errors)
+        }
+    }
+}
+
+/// `text` with the key that `e` is about replaced by spaces (with a comma that separates
+/// it from a neighbour in an inline table or array), if that leaves valid TOML.
+fn blank_key(text: &str, idx: &SpanIndex, e: &toml::de::Error) -> Option<String> {
+    let span = e.span()?;
+    let message = e.message();
+    if message.starts_with("missing field") {
+        return None;
+    }
+    let mut path = idx.path_at(span.start);
+    if let Some(f) = message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
+        let child = path.key(f);
+        if idx.contains(&child) {
+            path = child;
+        }
+    }
+    if path.is_root() {
+        return None;
+    }
+    let (key, value) = idx.spans(&path)?;
+    let b = text.as_bytes();
+    let (mut start, mut end) = (key.start.min(value.start), key.end.max(value.end));
+    let mut j = end;
+    while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+        j += 1;
+    }
+    if j < b.len() && b[j] == b',' {
+        end = j + 1;
+    } else {
+        let mut i = start;
+        while i > 0 && (b[i - 1] == b' ' || b[i - 1] == b'\t') {
+            i -= 1;
+        }
+        if i > 0 && b[i - 1] == b',' {
+            start = i - 1;
+        }
+    }
+    let mut out = text.as_bytes().to_vec();
+    for c in &mut out[start..end] {
+        if *c != b'\n' {
+            *c = b' ';
+        }
+    }
+    let out = String::from_utf8(out).ok()?;
+    DeTable::parse(&out).ok()?;
+    Some(out)
 }
 
 /// Validates a configuration built in memory (errors carry line 0 and the key path).
@@ -239,20 +348,25 @@ impl<'a> Checker<'a> {
                 continue;
             }
             seen.insert(*a, i);
-            if !a.ip().is_unspecified() {
-                let overlapping = d.portals.iter().position(|b| {
-                    b.ip().is_unspecified() && b.port() == a.port() && b.is_ipv4() == a.is_ipv4()
-                });
-                if let Some(j) = overlapping {
-                    self.err(
-                        &pi,
-                        format!(
-                            "portal {a} overlaps the wildcard portal {} (portals[{j}]), \
-                             which already listens on every address; drop one",
-                            d.portals[j]
-                        ),
-                    );
-                }
+            let overlapping = d
+                .portals
+                .iter()
+                .position(|b| super::portals::overlaps(&d.portals, a, b));
+            if let Some(j) = overlapping {
+                let b = d.portals[j];
+                let how = if b.is_ipv6() && a.is_ipv4() {
+                    " (IPv4 included: [::] is dual-stack unless 0.0.0.0 of the same port \
+                     is listed too)"
+                } else {
+                    ""
+                };
+                self.err(
+                    &pi,
+                    format!(
+                        "portal {a} overlaps the wildcard portal {b} (portals[{j}]), \
+                         which already listens on every address{how}; drop one"
+                    ),
+                );
             }
         }
         if !d.state_dir.is_absolute() {
@@ -595,22 +709,29 @@ impl<'a> Checker<'a> {
         let mut owners: HashMap<&str, (&str, KeyPath)> = HashMap::new();
         for (name, t) in &c.targets {
             let tp = p.key(name);
-            if let Err(m) = check_iscsi_name(name) {
-                self.err(&tp, format!("target name: {m}"));
-            }
+            self.name(&tp, "target name", name);
             if t.tpg < 1 {
                 self.err(&tp.key("tpg"), "tpg must be at least 1");
             }
-            let luns = self.luns(c, name, t, &tp, &mut owners);
+            self.portal_groups(c, t, &tp);
+            if !t.iscsi.is_empty() {
+                let merged = t.iscsi.over(&c.iscsi);
+                self.iscsi(&merged, &tp.key("iscsi"));
+            }
+            if t.demo_mode_read_only && !t.demo_mode {
+                self.warn(
+                    &tp.key("demo_mode_read_only"),
+                    "demo_mode_read_only has no effect without demo_mode = true",
+                );
+            }
+            let luns = self.luns(name, c, t, &tp, &mut owners);
             let ap = tp.key("auth");
             let AuthConfig { chap, mutual_chap } = &t.auth;
             self.auth(&ap, chap.as_ref(), mutual_chap.as_ref());
             self.access(c, t, &tp, loopback_only);
             for (init, acl) in &t.acls {
                 let acl_p = tp.key("acls").key(init);
-                if let Err(m) = check_iscsi_name(init) {
-                    self.err(&acl_p, format!("initiator name: {m}"));
-                }
+                self.name(&acl_p, "initiator name", init);
                 self.auth(&acl_p, acl.chap.as_ref(), acl.mutual_chap.as_ref());
                 let mp = acl_p.key("mapped_luns");
                 let mut seen: HashMap<u64, usize> = HashMap::new();
@@ -649,11 +770,80 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// An iSCSI name: refused when malformed; a warning for a form LIO accepted that
+    /// RFC 3720 does not (a month outside 01..12).
+    fn name(&mut self, at: &KeyPath, what: &str, name: &str) {
+        match check_iscsi_name(name) {
+            Err(m) => self.err(at, format!("{what}: {m}")),
+            Ok(()) => {
+                if let Some(w) = super::names::iscsi_name_warning(name) {
+                    self.warn(at, format!("{what}: {w}"));
+                }
+            }
+        }
+    }
+
+    /// A target's portal groups: tags unique and non-zero, portals listed in
+    /// `daemon.portals`, each portal in one group of the target.
+    fn portal_groups(&mut self, c: &Config, t: &TargetConfig, tp: &KeyPath) {
+        if t.portal_groups.is_empty() {
+            return;
+        }
+        let gp = tp.key("portal_groups");
+        if t.tpg != 1 {
+            self.err(
+                &tp.key("tpg"),
+                "tpg is the tag of the implicit portal group; with portal_groups set, \
+                 give each group its tag instead",
+            );
+        }
+        let mut tags: HashMap<u16, usize> = HashMap::new();
+        let mut owner: HashMap<SocketAddr, u16> = HashMap::new();
+        for (i, g) in t.portal_groups.iter().enumerate() {
+            let gi = gp.index(i);
+            if g.tag < 1 {
+                self.err(&gi.key("tag"), "tag must be at least 1");
+            }
+            if let Some(j) = tags.insert(g.tag, i) {
+                self.err(
+                    &gi.key("tag"),
+                    format!("tag {} is also portal_groups[{j}]'s", g.tag),
+                );
+            }
+            if g.portals.is_empty() {
+                self.err(
+                    &gi.key("portals"),
+                    "a portal group needs at least one portal",
+                );
+            }
+            for (k, a) in g.portals.iter().enumerate() {
+                let pk = gi.key("portals").index(k);
+                if !c.daemon.portals.contains(a) {
+                    self.err(
+                        &pk,
+                        format!(
+                            "portal {a} is not in daemon.portals (the listeners); add it there"
+                        ),
+                    );
+                }
+                if let Some(other) = owner.insert(*a, g.tag) {
+                    self.err(
+                        &pk,
+                        format!(
+                            "portal {a} is also in portal group {other}: a connection must \
+                             name one group"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     /// Checks a target's LUN list; returns the LUN numbers it defines.
     fn luns<'c>(
         &mut self,
-        c: &'c Config,
         name: &'c str,
+        c: &'c Config,
         t: &'c TargetConfig,
         tp: &KeyPath,
         owners: &mut HashMap<&'c str, (&'c str, KeyPath)>,
@@ -702,10 +892,12 @@ impl<'a> Checker<'a> {
                         }
                     ),
                 );
-            } else if let Some((_, at)) = owners
+            } else if let Some((owner, at)) = owners
                 .get(l.backstore.as_str())
                 .filter(|(owner, _)| *owner == name)
             {
+                // Several targets may export one backstore (one logical unit, several
+                // target ports, as LIO allows); one target exports it once.
                 let line = self.line(at);
                 let place = if line > 0 {
                     format!(" (line {line})")
@@ -715,8 +907,8 @@ impl<'a> Checker<'a> {
                 self.err(
                     &bk,
                     format!(
-                        "backstore {:?} is already used by this target at {at}{place}; \
-                         a target exports a backstore through one LUN only",
+                        "backstore {:?} is already a LUN of target {owner} at {at}{place}; \
+                         a target exports a backstore once",
                         l.backstore
                     ),
                 );

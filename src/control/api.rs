@@ -4,15 +4,17 @@
 //! [`API_VERSION`]:
 //!
 //! ```text
-//! → {"version":1,"request":"status"}
-//! ← {"version":1,"ok":{"kind":"status","data":{...}}}
-//! → {"version":1,"request":{"apply":{"config":{...},"dry_run":true}}}
-//! ← {"version":1,"error":{"code":"invalid","message":"..."}}
+//! → {"version":2,"request":"status"}
+//! ← {"version":2,"ok":{"kind":"status","data":{...}}}
+//! → {"version":2,"request":{"apply":{"config":{...},"dry_run":true}}}
+//! ← {"version":2,"error":{"code":"invalid","message":"..."}}
 //! ```
 //!
 //! Every change goes through [`Request::Apply`] with a whole [`Config`]: the CLI fetches the
-//! running config ([`Request::GetConfig`]), edits a copy, validates it and sends it back.
-//! The daemon answers with the [`Plan`] of what changed (or would change, on `dry_run`).
+//! running config and its revision ([`Request::GetConfig`]), edits a copy, validates it and
+//! sends it back with that revision. The daemon serialises changes: one made against an
+//! older revision is refused ([`ErrorCode::Conflict`]), never applied over another. It
+//! answers with a [`ChangeReport`]: what it did (or, on `dry_run`, would do).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use crate::config::{ChapConfig, Config};
 
 /// Version of this protocol; a request with another version is answered with
 /// [`ErrorCode::VersionMismatch`].
-pub const API_VERSION: u32 = 1;
+pub const API_VERSION: u32 = 2;
 
 /// Largest request line the daemon reads (1 MiB, newline included).
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -33,7 +35,7 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// Largest response line the client reads (64 MiB: status of a large installation).
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
-/// A request line: `{"version":1,"request":...}`.
+/// A request line: `{"version":2,"request":...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestEnvelope {
     /// Protocol version ([`API_VERSION`]).
@@ -57,19 +59,36 @@ pub enum Request {
     /// The running configuration and the file it came from: [`Response::Config`].
     GetConfig,
     /// Replace the running configuration (validated again by the daemon):
-    /// [`Response::Plan`]. With `dry_run`, only computes the plan.
+    /// [`Response::Change`]. With `dry_run`, only computes the plan.
     Apply {
         /// The complete new configuration.
         config: Config,
         /// Compute the plan, change nothing.
         #[serde(default)]
         dry_run: bool,
+        /// The revision the configuration was edited from ([`Response::Config`]); the
+        /// change is refused with [`ErrorCode::Conflict`] when another was installed
+        /// since. `None` replaces whatever runs.
+        #[serde(default)]
+        base_revision: Option<u64>,
+        /// Carry out changes the rules refuse otherwise ([`Plan::needs_force`]).
+        #[serde(default)]
+        force: bool,
     },
-    /// Re-read the daemon's configuration file and apply it: [`Response::Plan`].
+    /// Re-read the daemon's configuration file, apply its command-line overrides, and
+    /// apply it: [`Response::Change`].
     Reload {
         /// Compute the plan, change nothing.
         #[serde(default)]
         dry_run: bool,
+        /// Carry out changes the rules refuse otherwise.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Ask a session to log out (Async Message), then close it: [`Response::LoggedOut`].
+    Logout {
+        /// The session's TSIH.
+        tsih: u16,
     },
     /// Write the running configuration as TOML (atomically, with rotated backups) to
     /// `path` or, when absent, to the daemon's configuration file: [`Response::Saved`].
@@ -91,11 +110,12 @@ impl Request {
             Request::Apply { .. } => "apply",
             Request::Reload { .. } => "reload",
             Request::SaveConfig { .. } => "save_config",
+            Request::Logout { .. } => "logout",
         }
     }
 }
 
-/// A response line: `{"version":1,"ok":{...}}` or `{"version":1,"error":{...}}`.
+/// A response line: `{"version":2,"ok":{...}}` or `{"version":2,"error":{...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResponseEnvelope {
     /// Protocol version of the daemon ([`API_VERSION`]).
@@ -155,9 +175,13 @@ pub enum Response {
         config: Box<Config>,
         /// The file it was loaded from (none for the embedded default).
         path: Option<PathBuf>,
+        /// Its revision (send it back with an edit: `Request::Apply::base_revision`).
+        revision: u64,
     },
     /// Answer to [`Request::Apply`] and [`Request::Reload`].
-    Plan(Plan),
+    Change(Box<ChangeReport>),
+    /// Answer to [`Request::Logout`]: the session told to log out.
+    LoggedOut(SessionRef),
     /// Answer to [`Request::SaveConfig`].
     Saved {
         /// The file written.
@@ -182,6 +206,9 @@ pub enum ErrorCode {
     Refused,
     /// The client speaks another protocol version.
     VersionMismatch,
+    /// The change was made against a configuration revision that is no longer running:
+    /// another change was installed first. Nothing was changed; edit again.
+    Conflict,
     /// The daemon failed (I/O error, backstore could not be opened, ...).
     Internal,
 }
@@ -195,6 +222,7 @@ impl ErrorCode {
             ErrorCode::Invalid => "invalid",
             ErrorCode::Refused => "refused",
             ErrorCode::VersionMismatch => "version_mismatch",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Internal => "internal",
         }
     }
@@ -251,8 +279,11 @@ pub struct StatusReport {
     pub config_file: Option<PathBuf>,
     /// `daemon.managed_by` (e.g. the NixOS option), when set.
     pub managed_by: Option<String>,
-    /// Listening portals.
-    pub portals: Vec<SocketAddr>,
+    /// Revision of the running configuration.
+    #[serde(default)]
+    pub revision: u64,
+    /// The listeners as they are (bound, listening, accepting), not as configured.
+    pub portals: Vec<PortalStatus>,
     /// Backstores, by name.
     pub backstores: Vec<BackstoreStatus>,
     /// Targets, by IQN.
@@ -261,6 +292,35 @@ pub struct StatusReport {
     pub discovery_auth: AuthStatus,
     /// Facts about the host.
     pub host: HostInfo,
+}
+
+/// One portal listener in [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalStatus {
+    /// The configured portal.
+    pub portal: SocketAddr,
+    /// The address the socket is bound to (from the kernel); none when not bound.
+    pub bound: Option<SocketAddr>,
+    /// `[::]` taking IPv4 too.
+    pub dual_stack: bool,
+    /// The socket is listening and its accept loop runs without error.
+    pub accepting: bool,
+    /// Connections accepted since it started.
+    pub accepted: u64,
+    /// The last accept error, or why it is not bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One portal group of a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalGroupStatus {
+    /// Target portal group tag.
+    pub tag: u16,
+    /// Its portals.
+    pub portals: Vec<SocketAddr>,
+    /// Accepts logins.
+    pub enabled: bool,
 }
 
 /// One backstore in [`StatusReport`].
@@ -299,10 +359,19 @@ pub struct BackstoreStatus {
 pub struct TargetStatus {
     /// Target IQN.
     pub iqn: String,
-    /// Target portal group tag.
+    /// Target portal group tag (of the first group).
     pub tpg: u16,
+    /// Portal groups.
+    #[serde(default)]
+    pub portal_groups: Vec<PortalGroupStatus>,
+    /// Accepts logins.
+    #[serde(default = "yes")]
+    pub enabled: bool,
     /// Any initiator may log in.
     pub demo_mode: bool,
+    /// Demo mode is read-only.
+    #[serde(default)]
+    pub demo_mode_read_only: bool,
     /// LUNs, by number.
     pub luns: Vec<LunStatus>,
     /// Node ACLs, by initiator.
@@ -315,6 +384,10 @@ pub struct TargetStatus {
     /// Logged-in sessions on this target.
     #[serde(default)]
     pub sessions: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One LUN of a target.
@@ -486,10 +559,21 @@ impl StatusReport {
                         }
                     })
                     .collect();
+                let groups = t.groups(&config.daemon.portals);
                 TargetStatus {
                     iqn: iqn.clone(),
-                    tpg: t.tpg,
+                    tpg: groups.first().map_or(t.tpg, |g| g.0),
+                    portal_groups: groups
+                        .into_iter()
+                        .map(|(tag, portals, enabled)| PortalGroupStatus {
+                            tag,
+                            portals,
+                            enabled,
+                        })
+                        .collect(),
+                    enabled: t.enabled,
                     demo_mode: t.demo_mode,
+                    demo_mode_read_only: t.demo_mode_read_only,
                     luns,
                     acls,
                     auth: AuthStatus::from_chap(t.auth.chap.as_ref(), t.auth.mutual_chap.as_ref()),
@@ -503,7 +587,20 @@ impl StatusReport {
             uptime_secs: 0,
             config_file,
             managed_by: config.daemon.managed_by.clone(),
-            portals: config.daemon.portals.clone(),
+            revision: 0,
+            portals: config
+                .daemon
+                .portals
+                .iter()
+                .map(|p| PortalStatus {
+                    portal: *p,
+                    bound: None,
+                    dual_stack: crate::config::portals::dual_stack(&config.daemon.portals, p),
+                    accepting: false,
+                    accepted: 0,
+                    error: Some("not bound (configured only)".into()),
+                })
+                .collect(),
             backstores,
             targets,
             discovery_auth: AuthStatus::from_chap(
@@ -538,6 +635,43 @@ pub struct SessionInfo {
     pub counters: SessionCounters,
     /// Seconds since login.
     pub since_secs: u64,
+    /// Target portal group tag of the login.
+    #[serde(default)]
+    pub tpg: u16,
+    /// How the initiator authenticated: `"None"` or `"CHAP (SHA3-256)"` and the like.
+    #[serde(default)]
+    pub auth_method: String,
+    /// The CHAP user it answered as, when it used CHAP.
+    #[serde(default)]
+    pub chap_user: Option<String>,
+    /// The LUNs the session sees now (LUN, backstore, read-only).
+    #[serde(default)]
+    pub mapped_luns: Vec<SessionLun>,
+    /// Its connections.
+    #[serde(default)]
+    pub connections: Vec<ConnectionInfo>,
+}
+
+/// A LUN as a session sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionLun {
+    /// LUN number the initiator sees.
+    pub lun: u64,
+    /// Backstore behind it.
+    pub backstore: String,
+    /// Writes refused.
+    pub read_only: bool,
+}
+
+/// One connection of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// Connection ID.
+    pub cid: u16,
+    /// Initiator address.
+    pub peer: SocketAddr,
+    /// Portal address.
+    pub local: SocketAddr,
 }
 
 /// Negotiated parameters of a session (leading connection).
@@ -716,6 +850,14 @@ pub struct Plan {
     /// Sessions that stay but see their LUN inventory change (REPORTED LUNS DATA HAS
     /// CHANGED / CAPACITY DATA HAS CHANGED unit attentions).
     pub sessions_rescanned: Vec<SessionRef>,
+    /// New fileio backstores whose file does not exist yet: created sparse.
+    #[serde(default)]
+    pub files_created: Vec<String>,
+    /// What the change rules refuse unless forced (a live LUN's path, block size or pinned
+    /// identity changing, an existing file grown, ...), one sentence each. In a report of
+    /// a forced change: what was carried out anyway.
+    #[serde(default)]
+    pub needs_force: Vec<String>,
 }
 
 impl Plan {
@@ -723,6 +865,30 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         *self == Plan::default()
     }
+}
+
+/// The answer to a change: what was done (or, for a dry run, what would be done).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeReport {
+    /// Nothing was changed: `plan` is a prediction.
+    pub dry_run: bool,
+    /// Revision of the configuration running after the change (unchanged on a dry run or
+    /// an empty change).
+    pub revision: u64,
+    /// What the change did: portals bound and closed, backstores opened, sessions logged
+    /// out or told to rescan (each only once it was done).
+    pub plan: Plan,
+    /// Warnings about the new configuration (validation, secret files), one sentence each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Steps that failed after the change was installed (a listener that could not be
+    /// re-bound, ...); empty when everything planned was done.
+    #[serde(default)]
+    pub failed: Vec<String>,
+    /// Whether the running configuration now differs from the daemon's file (`None`:
+    /// there is no file).
+    #[serde(default)]
+    pub unsaved: Option<bool>,
 }
 
 impl fmt::Display for ErrorCode {
@@ -743,13 +909,19 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
-            r#"{"version":1,"request":"status"}"#
+            r#"{"version":2,"request":"status"}"#
         );
         let r: RequestEnvelope =
-            serde_json::from_str(r#"{"version":1,"request":{"reload":{"dry_run":true}}}"#).unwrap();
-        assert_eq!(r.request, Request::Reload { dry_run: true });
+            serde_json::from_str(r#"{"version":2,"request":{"reload":{"dry_run":true}}}"#).unwrap();
+        assert_eq!(
+            r.request,
+            Request::Reload {
+                dry_run: true,
+                force: false
+            }
+        );
         let r: RequestEnvelope =
-            serde_json::from_str(r#"{"version":1,"request":{"save_config":{}}}"#).unwrap();
+            serde_json::from_str(r#"{"version":2,"request":{"save_config":{}}}"#).unwrap();
         assert_eq!(r.request, Request::SaveConfig { path: None });
     }
 
@@ -757,10 +929,12 @@ mod tests {
     fn apply_roundtrips_a_config() {
         let cfg = crate::config::embedded_default(std::path::Path::new("/var/lib/rustiscsi"));
         let r = RequestEnvelope {
-            version: 1,
+            version: API_VERSION,
             request: Request::Apply {
                 config: cfg.clone(),
                 dry_run: false,
+                base_revision: Some(3),
+                force: false,
             },
         };
         let text = serde_json::to_string(&r).unwrap();
@@ -774,13 +948,16 @@ mod tests {
         let e = ResponseEnvelope::from_result(Err(ControlError::not_found("no target x")));
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
-            r#"{"version":1,"error":{"code":"not_found","message":"no target x"}}"#
+            r#"{"version":2,"error":{"code":"not_found","message":"no target x"}}"#
         );
-        let ok = ResponseEnvelope::from_result(Ok(Response::Plan(Plan::default())));
+        let ok = ResponseEnvelope::from_result(Ok(Response::Change(Box::default())));
         let text = serde_json::to_string(&ok).unwrap();
-        assert!(text.starts_with(r#"{"version":1,"ok":{"kind":"plan","data":{"#));
+        assert!(text.starts_with(r#"{"version":2,"ok":{"kind":"change","data":{"#));
         let back: ResponseEnvelope = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.into_result().unwrap(), Response::Plan(Plan::default()));
+        assert_eq!(
+            back.into_result().unwrap(),
+            Response::Change(Box::default())
+        );
     }
 
     #[test]

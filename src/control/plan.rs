@@ -2,10 +2,26 @@
 //! sessions it affects.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::api::{AclRef, LunRef, Plan, Resize, SessionInfo, SessionRef};
-use crate::config::{AclConfig, ChapConfig, Config, TargetConfig};
+use crate::backstore::BackstoreKind;
+use crate::config::{AclConfig, BackstoreConfig, ChapConfig, Config, TargetConfig, portals};
+
+/// What the daemon knows at run time that a plan depends on. With the default (nothing
+/// known), the plan is a diff of the two configurations.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// Logged-in sessions.
+    pub sessions: Vec<SessionInfo>,
+    /// Size in bytes of each open backstore, by name.
+    pub sizes: BTreeMap<String, u64>,
+    /// The portals listening now (configured ones), and whether each is dual-stack;
+    /// `None`: take the old configuration's portals.
+    pub listeners: Option<BTreeMap<SocketAddr, bool>>,
+    /// Length of the file of each fileio backstore to be opened (`None`: no file yet).
+    pub files: BTreeMap<String, Option<u64>>,
+}
 
 /// A target's LUNs as `(number, backstore)`, sorted by number (a LUN without a number
 /// takes its position in the list, as in validation).
@@ -40,9 +56,53 @@ pub fn visible_luns(t: &TargetConfig, initiator: &str) -> Option<BTreeMap<u64, (
                 })
                 .collect(),
         ),
-        None if t.demo_mode => Some(all()),
+        None if t.demo_mode => Some(
+            all()
+                .into_iter()
+                .map(|(n, (b, _))| (n, (b, t.demo_mode_read_only)))
+                .collect(),
+        ),
         None => None,
     }
+}
+
+/// The portal group tag a session that came in at `local` has on `t` (`None`: the
+/// target is not reachable there, or that group is disabled).
+fn tag_at(c: &Config, t: &TargetConfig, local: SocketAddr) -> Option<u16> {
+    if t.portal_groups.is_empty() {
+        return t.enabled.then_some(t.tpg);
+    }
+    let portal = portals::portal_of(&c.daemon.portals, local)?;
+    t.groups(&c.daemon.portals)
+        .into_iter()
+        .find(|(_, ps, _)| ps.contains(&portal))
+        .and_then(|(tag, _, enabled)| enabled.then_some(tag))
+}
+
+/// Whether a backstore's storage (kind, path, block size) differs.
+fn storage_differs(a: &BackstoreConfig, b: &BackstoreConfig) -> bool {
+    a.kind != b.kind || a.path != b.path || a.block_size != b.block_size
+}
+
+/// The pinned identity keys that differ.
+fn identity_changes(a: &BackstoreConfig, b: &BackstoreConfig) -> Vec<&'static str> {
+    [
+        ("serial", a.serial != b.serial),
+        ("wwn", a.wwn != b.wwn),
+        ("vendor", a.vendor != b.vendor),
+        ("product", a.product != b.product),
+    ]
+    .into_iter()
+    .filter_map(|(k, d)| d.then_some(k))
+    .collect()
+}
+
+/// Backstores exported by some target.
+fn exported(c: &Config) -> BTreeSet<&str> {
+    c.targets
+        .values()
+        .flat_map(|t| t.luns.iter().map(|l| l.backstore.as_str()))
+        .collect()
 }
 
 fn find_acl<'a>(t: &'a TargetConfig, initiator: &str) -> Option<&'a AclConfig> {
@@ -89,24 +149,50 @@ fn changed_keys<T: serde::Serialize>(prefix: &str, old: &T, new: &T) -> Vec<Stri
 }
 
 /// Computes what changes from `old` to `new`, and which of `sessions` are logged out or
-/// must rescan. Pure: touches nothing.
-#[allow(clippy::field_reassign_with_default)]
+/// must rescan (a plan from the configurations alone; see [`plan_live`]).
 pub fn plan(old: &Config, new: &Config, sessions: &[SessionInfo]) -> Plan {
-    let mut p = Plan::default();
+    plan_live(
+        old,
+        new,
+        &Live {
+            sessions: sessions.to_vec(),
+            ..Live::default()
+        },
+    )
+}
 
-    // Portals.
+/// Computes what changes from `old` to `new` given what runs (`live`): the one rule of
+/// what a change does, which the daemon then carries out. Pure: touches nothing.
+#[allow(clippy::field_reassign_with_default)]
+pub fn plan_live(old: &Config, new: &Config, live: &Live) -> Plan {
+    let mut p = Plan::default();
+    let sessions = &live.sessions;
+
+    // Portals: what listens now against what should. A `[::]` whose dual-stack role
+    // changes is closed and bound again.
+    let listening: BTreeMap<SocketAddr, bool> = live.listeners.clone().unwrap_or_else(|| {
+        old.daemon
+            .portals
+            .iter()
+            .map(|a| (*a, portals::dual_stack(&old.daemon.portals, a)))
+            .collect()
+    });
+    let wanted: BTreeMap<SocketAddr, bool> = new
+        .daemon
+        .portals
+        .iter()
+        .map(|a| (*a, portals::dual_stack(&new.daemon.portals, a)))
+        .collect();
     p.portals_added = new
         .daemon
         .portals
         .iter()
-        .filter(|a| !old.daemon.portals.contains(a))
+        .filter(|a| listening.get(a) != wanted.get(a))
         .copied()
         .collect();
-    p.portals_removed = old
-        .daemon
-        .portals
-        .iter()
-        .filter(|a| !new.daemon.portals.contains(a))
+    p.portals_removed = listening
+        .keys()
+        .filter(|a| listening.get(a) != wanted.get(a))
         .copied()
         .collect();
     p.settings_changed = changed_keys("daemon", &old.daemon, &new.daemon)
@@ -115,25 +201,57 @@ pub fn plan(old: &Config, new: &Config, sessions: &[SessionInfo]) -> Plan {
         .chain(changed_keys("iscsi", &old.iscsi, &new.iscsi))
         .collect();
 
-    // Backstores.
+    // Backstores. A LUN exported before and after is live: its storage and identity
+    // change only when forced.
+    let (was, will) = (exported(old), exported(new));
     for (name, nb) in &new.backstores {
-        match old.backstores.get(name) {
-            None => p.backstores_added.push(name.clone()),
+        let live_lun = was.contains(name.as_str()) && will.contains(name.as_str());
+        let opened = match old.backstores.get(name) {
+            None => {
+                p.backstores_added.push(name.clone());
+                true
+            }
             Some(ob) => {
-                if ob.kind != nb.kind
-                    || ob.path != nb.path
-                    || ob.block_size != nb.block_size
+                if live_lun && storage_differs(ob, nb) {
+                    p.needs_force.push(format!(
+                        "backstore {name} is a live LUN: its storage would change \
+                         ({}); initiators would see other data under the same disk",
+                        describe_storage(ob, nb)
+                    ));
+                }
+                let ids = identity_changes(ob, nb);
+                if live_lun && !ids.is_empty() {
+                    p.needs_force.push(format!(
+                        "backstore {name} is a live LUN: its pinned identity ({}) would \
+                         change; initiators and multipath would see another disk",
+                        ids.join(", ")
+                    ));
+                }
+                let reopen = storage_differs(ob, nb)
                     || ob.write_cache != nb.write_cache
+                    || ob.cache != nb.cache
+                    || !ids.is_empty();
+                if reopen
+                    && live_lun
+                    && ob.kind == BackstoreKind::Ramdisk
+                    && !storage_differs(ob, nb)
                 {
+                    p.needs_force.push(format!(
+                        "backstore {name} is a live ramdisk LUN: it is opened again for this \
+                         change, which loses what it holds"
+                    ));
+                }
+                if reopen {
                     p.backstores_changed.push(name.clone());
-                } else if ob.size != nb.size {
-                    p.backstores_resized.push(Resize {
-                        name: name.clone(),
-                        old: ob.size.map(|s| s.0),
-                        new: nb.size.map(|s| s.0),
-                    });
+                    storage_differs(ob, nb)
+                } else {
+                    resize(&mut p, name, ob, nb, live);
+                    false
                 }
             }
+        };
+        if opened && nb.kind == BackstoreKind::Fileio {
+            file_rules(&mut p, name, nb, live);
         }
     }
     p.backstores_removed = old
@@ -156,9 +274,13 @@ pub fn plan(old: &Config, new: &Config, sessions: &[SessionInfo]) -> Plan {
         let existed = old.targets.contains_key(iqn);
         if existed
             && (ot.tpg != nt.tpg
+                || ot.enabled != nt.enabled
+                || ot.portal_groups != nt.portal_groups
                 || ot.demo_mode != nt.demo_mode
+                || ot.demo_mode_read_only != nt.demo_mode_read_only
                 || ot.auth != nt.auth
-                || ot.allowed_networks != nt.allowed_networks)
+                || ot.allowed_networks != nt.allowed_networks
+                || ot.iscsi != nt.iscsi)
         {
             p.targets_changed.push(iqn.clone());
         }
@@ -222,6 +344,16 @@ pub fn plan(old: &Config, new: &Config, sessions: &[SessionInfo]) -> Plan {
             target: s.target.clone(),
             reason,
         };
+        // A session on a portal that closes goes with it.
+        if let Some(portal) =
+            portals::portal_of(&listening.keys().copied().collect::<Vec<_>>(), s.local)
+            && p.portals_removed.contains(&portal)
+            && !p.portals_added.contains(&portal)
+        {
+            p.sessions_logged_out
+                .push(sref(format!("portal {portal} is removed")));
+            continue;
+        }
         let Some(iqn) = s.target.as_ref().filter(|_| !s.discovery) else {
             if p.discovery_auth_changed {
                 p.sessions_logged_out
@@ -236,10 +368,17 @@ pub fn plan(old: &Config, new: &Config, sessions: &[SessionInfo]) -> Plan {
         };
         let ot = old.targets.get(iqn).unwrap_or(&empty);
         let init = s.initiator.as_str();
-        let logout = if ot.tpg != nt.tpg {
+        let (otag, ntag) = (tag_at(old, ot, s.local), tag_at(new, nt, s.local));
+        let logout = if ntag.is_none() {
+            Some(format!(
+                "target {iqn} is no longer served at portal {} (disabled or moved)",
+                s.local
+            ))
+        } else if otag != ntag {
             Some(format!(
                 "portal group tag changes ({} -> {})",
-                ot.tpg, nt.tpg
+                otag.map_or("-".into(), |t| t.to_string()),
+                ntag.map_or("-".into(), |t| t.to_string())
             ))
         } else if visible_luns(nt, init).is_none() {
             Some(format!("initiator {init} no longer has access to {iqn}"))
@@ -268,6 +407,72 @@ pub fn plan(old: &Config, new: &Config, sessions: &[SessionInfo]) -> Plan {
         }
     }
     p
+}
+
+fn describe_storage(a: &BackstoreConfig, b: &BackstoreConfig) -> String {
+    let mut what = Vec::new();
+    if a.kind != b.kind {
+        what.push(format!("kind {:?} -> {:?}", a.kind, b.kind));
+    }
+    if a.path != b.path {
+        let show = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map_or("none".into(), |p| p.display().to_string())
+        };
+        what.push(format!("path {} -> {}", show(&a.path), show(&b.path)));
+    }
+    if a.block_size != b.block_size {
+        what.push(format!("block size {} -> {}", a.block_size, b.block_size));
+    }
+    what.join(", ")
+}
+
+/// A size-only change of an open backstore: grown when larger than it is now; never
+/// shrunk (a smaller size needs force and leaves it as it is).
+fn resize(p: &mut Plan, name: &str, ob: &BackstoreConfig, nb: &BackstoreConfig, live: &Live) {
+    if ob.size == nb.size || nb.kind == BackstoreKind::Block {
+        return;
+    }
+    let now = live.sizes.get(name).copied().or(ob.size.map(|s| s.0));
+    let want = nb.size.map(|s| s.0);
+    match (now, want) {
+        (Some(n), Some(w)) if w < n => p.needs_force.push(format!(
+            "backstore {name}: size {} is below its current {n} bytes; a backstore is never \
+             shrunk online, so it stays {n} bytes",
+            w
+        )),
+        (Some(n), Some(w)) if w == n => {}
+        (_, None) => {}
+        (n, w) => p.backstores_resized.push(Resize {
+            name: name.to_owned(),
+            old: n,
+            new: w,
+        }),
+    }
+}
+
+/// A fileio backstore about to be opened: a missing file is created sparse; an existing
+/// one is used as it is, and a `size` that differs from it needs force.
+fn file_rules(p: &mut Plan, name: &str, nb: &BackstoreConfig, live: &Live) {
+    let Some(fact) = live.files.get(name) else {
+        return;
+    };
+    let path = nb
+        .path
+        .as_ref()
+        .map_or(String::new(), |x| x.display().to_string());
+    match (fact, nb.size.map(|s| s.0)) {
+        (None, _) => p.files_created.push(name.to_owned()),
+        (Some(len), Some(size)) if size > *len => p.needs_force.push(format!(
+            "backstore {name}: the file {path} exists with {len} bytes; size {size} would \
+             grow it"
+        )),
+        (Some(len), Some(size)) if size < *len => p.needs_force.push(format!(
+            "backstore {name}: the file {path} exists with {len} bytes, more than size \
+             {size}; a file is never shrunk, so the LUN would have {len} bytes"
+        )),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +527,11 @@ mapped_luns = [{{ lun = 0 }}]
             },
             counters: SessionCounters::default(),
             since_secs: 5,
+            tpg: 1,
+            auth_method: "None".into(),
+            chap_user: None,
+            mapped_luns: Vec::new(),
+            connections: Vec::new(),
         }
     }
 

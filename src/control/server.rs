@@ -1,9 +1,8 @@
 //! The daemon side of the control socket.
 //!
 //! The daemon implements [`ControlBackend`] on its server context and runs [`serve`].
-//! Everything that is protocol (framing, versions, validation of an `Apply`, `Reload`
-//! from the file, `SaveConfig`) is done here, so the backend only answers questions about
-//! the running state and applies a validated configuration.
+//! Framing, versions and permissions are done here; every change goes to the backend's
+//! one change path ([`ControlBackend::change`]), which serialises it with SIGHUP reloads.
 
 use std::future::Future;
 use std::io;
@@ -15,40 +14,67 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use super::api::{
-    API_VERSION, ControlError, ErrorCode, MAX_REQUEST_BYTES, Plan, Request, RequestEnvelope,
-    Response, ResponseEnvelope, SessionInfo, Stats, StatusReport,
+    API_VERSION, ChangeReport, ControlError, ErrorCode, MAX_REQUEST_BYTES, Request,
+    RequestEnvelope, Response, ResponseEnvelope, SessionInfo, SessionRef, Stats, StatusReport,
 };
 use super::atomic;
-use crate::config::{self, Config, ValidatedConfig};
+use crate::config::{self, Config};
 
-/// A boxed, sendable future (what [`ControlBackend::apply`] returns).
+/// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the new configuration of a change comes from.
+// Built once per change; boxing the configuration buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeSource {
+    /// A whole configuration (a CLI edit), made against `base_revision` when given.
+    Config {
+        /// The new configuration.
+        config: Config,
+        /// The revision it was edited from.
+        base_revision: Option<u64>,
+    },
+    /// The daemon's file, with its command-line overrides.
+    Reload,
+}
+
+/// One change, as every path (control socket, SIGHUP) hands it to the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRequest {
+    /// The new configuration.
+    pub source: ChangeSource,
+    /// Plan only.
+    pub dry_run: bool,
+    /// Carry out what the change rules refuse otherwise.
+    pub force: bool,
+}
 
 /// What the daemon provides to the control socket.
 pub trait ControlBackend: Send + Sync {
     /// The running configuration as a status tree, with runtime facts (sizes as opened,
-    /// serials, NAA, session counts, uptime, host). [`StatusReport::from_config`] is a
-    /// starting point.
+    /// serials, NAA, listeners, session counts, uptime, host).
+    /// [`StatusReport::from_config`] is a starting point.
     fn status(&self) -> StatusReport;
     /// Logged-in sessions, discovery sessions included.
     fn sessions(&self) -> Vec<SessionInfo>;
     /// Counters.
     fn stats(&self) -> Stats;
-    /// The running configuration and the file it was loaded from (none for the embedded
-    /// default).
-    fn config(&self) -> (Config, Option<PathBuf>);
-    /// Applies `new` (already validated here): computes the plan (see
-    /// [`plan`](super::plan::plan)) and, unless `dry_run`, makes it so (open backstores,
-    /// swap the registry, log sessions out, raise unit attentions). Returns the plan.
-    /// Calls are serialized by [`serve`].
-    fn apply(
-        &self,
-        new: ValidatedConfig,
-        dry_run: bool,
-    ) -> BoxFuture<'_, Result<Plan, ControlError>>;
+    /// The running configuration, the file it was loaded from (none for the embedded
+    /// default) and its revision.
+    fn config(&self) -> (Config, Option<PathBuf>, u64);
+    /// Carries out a change through the daemon's one change path and reports what was
+    /// done. Blocking (opens files, binds sockets): [`serve`] calls it on a blocking
+    /// thread.
+    fn change(&self, req: ChangeRequest) -> Result<ChangeReport, ControlError>;
+    /// Writes the running configuration (see [`save_config`]) while no change runs.
+    /// Blocking.
+    fn save(&self, path: Option<PathBuf>) -> Result<Response, ControlError>;
+    /// Asks the session `tsih` to log out.
+    fn logout(&self, tsih: u16) -> Result<SessionRef, ControlError>;
 }
 
 /// Origin named in validation errors of a configuration received over the socket.
@@ -119,7 +145,6 @@ pub async fn serve(
     let listener = bind(path)?;
     tracing::info!(socket = %path.display(), "control socket listening");
     let own_uid = nix::unistd::geteuid().as_raw();
-    let changes = Arc::new(Mutex::new(()));
     loop {
         if *shutdown.borrow_and_update() {
             break;
@@ -130,9 +155,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let backend = backend.clone();
-                    let changes = changes.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = connection(stream, backend, changes, own_uid).await {
+                        if let Err(e) = connection(stream, backend, own_uid).await {
                             tracing::debug!(error = %e, "control connection ended");
                         }
                     });
@@ -167,7 +191,6 @@ async fn send(
 async fn connection(
     stream: UnixStream,
     backend: Arc<dyn ControlBackend>,
-    changes: Arc<Mutex<()>>,
     own_uid: u32,
 ) -> io::Result<()> {
     let (r, mut w) = stream.into_split();
@@ -203,7 +226,7 @@ async fn connection(
         let result = match decode(&line) {
             Ok(req) => {
                 tracing::debug!(request = req.name(), "control request");
-                handle(req, backend.as_ref(), &changes).await
+                handle(req, backend.clone()).await
             }
             Err(e) => Err(e),
         };
@@ -238,52 +261,63 @@ pub fn decode(line: &[u8]) -> Result<Request, ControlError> {
         .map_err(|e| ControlError::invalid(format!("malformed request: {e}")))
 }
 
+/// Runs a blocking backend call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    backend: Arc<dyn ControlBackend>,
+    f: impl FnOnce(&dyn ControlBackend) -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ControlError> {
+    tokio::task::spawn_blocking(move || f(backend.as_ref()))
+        .await
+        .map_err(|e| ControlError::internal(format!("the change task failed: {e}")))?
+}
+
 /// Answers one request.
 pub async fn handle(
     req: Request,
-    backend: &dyn ControlBackend,
-    changes: &Mutex<()>,
+    backend: Arc<dyn ControlBackend>,
 ) -> Result<Response, ControlError> {
     match req {
         Request::Status => Ok(Response::Status(Box::new(backend.status()))),
         Request::Sessions => Ok(Response::Sessions(backend.sessions())),
         Request::Stats => Ok(Response::Stats(backend.stats())),
         Request::GetConfig => {
-            let (config, path) = backend.config();
+            let (config, path, revision) = backend.config();
             Ok(Response::Config {
                 config: Box::new(config),
                 path,
+                revision,
             })
         }
-        Request::Apply { config, dry_run } => {
-            let v = config::validate_all(config, APPLY_ORIGIN).map_err(|errs| {
-                let lines: Vec<String> = errs.iter().map(ToString::to_string).collect();
-                ControlError::invalid(lines.join("\n"))
-            })?;
-            let _guard = changes.lock().await;
-            backend.apply(v, dry_run).await.map(Response::Plan)
-        }
-        Request::Reload { dry_run } => {
-            let (_, path) = backend.config();
-            let path = path.ok_or_else(|| {
-                ControlError::refused(
-                    "the daemon runs the embedded default configuration; there is no file \
-                     to reload (start rustiscsid with --config FILE)",
-                )
-            })?;
-            let p = path.clone();
-            let v = tokio::task::spawn_blocking(move || config::load(&p))
+        Request::Apply {
+            config,
+            dry_run,
+            base_revision,
+            force,
+        } => {
+            let req = ChangeRequest {
+                source: ChangeSource::Config {
+                    config,
+                    base_revision,
+                },
+                dry_run,
+                force,
+            };
+            blocking(backend, move |b| b.change(req))
                 .await
-                .map_err(|e| ControlError::internal(e.to_string()))?
-                .map_err(|e| ControlError::invalid(e.to_string()))?;
-            let _guard = changes.lock().await;
-            backend.apply(v, dry_run).await.map(Response::Plan)
+                .map(|r| Response::Change(Box::new(r)))
         }
-        Request::SaveConfig { path } => {
-            let _guard = changes.lock().await;
-            let (config, source) = backend.config();
-            save_config(&config, source.as_deref(), path.as_deref()).await
+        Request::Reload { dry_run, force } => {
+            let req = ChangeRequest {
+                source: ChangeSource::Reload,
+                dry_run,
+                force,
+            };
+            blocking(backend, move |b| b.change(req))
+                .await
+                .map(|r| Response::Change(Box::new(r)))
         }
+        Request::SaveConfig { path } => blocking(backend, move |b| b.save(path)).await,
+        Request::Logout { tsih } => backend.logout(tsih).map(Response::LoggedOut),
     }
 }
 
@@ -298,7 +332,10 @@ pub fn managed_message(option: &str, file: Option<&Path>) -> String {
     )
 }
 
-async fn save_config(
+/// Writes `config` as TOML to `requested` or, when absent, to `source` (atomically, with
+/// rotated backups); refused for the generated file of a NixOS-managed configuration.
+/// Blocking.
+pub fn save_config(
     config: &Config,
     source: Option<&Path>,
     requested: Option<&Path>,
@@ -328,20 +365,16 @@ async fn save_config(
         "# Written by rustiscsi saveconfig.\n{}",
         config::to_toml(config)
     );
-    let d = dest.clone();
-    let backups = tokio::task::spawn_blocking(move || {
-        atomic::write_with_backups(&d, text.as_bytes(), atomic::DEFAULT_BACKUPS, 0o644)
-    })
-    .await
-    .map_err(|e| ControlError::internal(e.to_string()))?
-    .map_err(|e| {
-        let code = if e.kind() == io::ErrorKind::NotFound {
-            ErrorCode::NotFound
-        } else {
-            ErrorCode::Internal
-        };
-        ControlError::new(code, format!("cannot write {}: {e}", dest.display()))
-    })?;
+    let backups =
+        atomic::write_with_backups(&dest, text.as_bytes(), atomic::DEFAULT_BACKUPS, 0o644)
+            .map_err(|e| {
+                let code = if e.kind() == io::ErrorKind::NotFound {
+                    ErrorCode::NotFound
+                } else {
+                    ErrorCode::Internal
+                };
+                ControlError::new(code, format!("cannot write {}: {e}", dest.display()))
+            })?;
     Ok(Response::Saved {
         path: dest,
         backups,
@@ -365,13 +398,13 @@ mod tests {
     fn decode_errors() {
         assert_eq!(decode(b"{nope").unwrap_err().code, ErrorCode::Invalid);
         assert_eq!(
-            decode(br#"{"version":2,"request":"status"}"#)
+            decode(br#"{"version":9,"request":"status"}"#)
                 .unwrap_err()
                 .code,
             ErrorCode::VersionMismatch
         );
         assert_eq!(
-            decode(br#"{"version":2,"request":"something_new"}"#)
+            decode(br#"{"version":9,"request":"something_new"}"#)
                 .unwrap_err()
                 .code,
             ErrorCode::VersionMismatch
@@ -381,13 +414,13 @@ mod tests {
             ErrorCode::Invalid
         );
         assert_eq!(
-            decode(br#"{"version":1,"request":"fly"}"#)
+            decode(br#"{"version":2,"request":"fly"}"#)
                 .unwrap_err()
                 .code,
             ErrorCode::Invalid
         );
         assert_eq!(
-            decode(br#"{"version":1,"request":"status"}"#).unwrap(),
+            decode(br#"{"version":2,"request":"status"}"#).unwrap(),
             Request::Status
         );
     }
@@ -398,27 +431,27 @@ mod tests {
         assert!(m.contains("NixOS option services.rustiscsi; change it there"));
     }
 
-    #[tokio::test]
-    async fn save_config_refuses_when_managed_and_writes_otherwise() {
+    #[test]
+    fn save_config_refuses_when_managed_and_writes_otherwise() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rustiscsi.toml");
         let mut cfg = crate::config::embedded_default(Path::new("/var/lib/rustiscsi"));
         cfg.daemon.managed_by = Some("services.rustiscsi".into());
-        let e = save_config(&cfg, Some(&file), None).await.unwrap_err();
+        let e = save_config(&cfg, Some(&file), None).unwrap_err();
         assert_eq!(e.code, ErrorCode::Refused);
         assert!(!file.exists());
         // Exporting elsewhere is allowed.
         let other = dir.path().join("export.toml");
-        save_config(&cfg, Some(&file), Some(&other)).await.unwrap();
+        save_config(&cfg, Some(&file), Some(&other)).unwrap();
         let back = crate::config::load(&other).unwrap();
         assert_eq!(back.config, cfg);
         cfg.daemon.managed_by = None;
-        save_config(&cfg, Some(&file), None).await.unwrap();
-        match save_config(&cfg, Some(&file), None).await.unwrap() {
+        save_config(&cfg, Some(&file), None).unwrap();
+        match save_config(&cfg, Some(&file), None).unwrap() {
             Response::Saved { backups, .. } => assert_eq!(backups.len(), 1),
             r => panic!("{r:?}"),
         }
-        let e = save_config(&cfg, None, None).await.unwrap_err();
+        let e = save_config(&cfg, None, None).unwrap_err();
         assert_eq!(e.code, ErrorCode::Invalid);
     }
 

@@ -17,7 +17,7 @@ mod pr_store;
 mod seen;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -78,16 +78,37 @@ pub struct Acl {
     pub networks: Vec<IpNet>,
 }
 
+/// One target portal group of a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalGroup {
+    /// Target portal group tag.
+    pub tag: u16,
+    /// Its portals (entries of `daemon.portals`).
+    pub portals: Vec<SocketAddr>,
+    /// Whether it accepts logins.
+    pub enabled: bool,
+}
+
 /// One target.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// IQN.
     pub name: String,
-    /// Target portal group tag.
+    /// Tag of the first portal group (what a login that names no portal gets).
     pub tpg: u16,
-    /// Relative target port identifier of its (one) target port, unique among the targets
-    /// (its portal group tag when that is free; kept across reloads).
-    pub rtpi: u16,
+    /// Relative target port identifier of each portal group's target port (by tag),
+    /// unique among all target ports (the group's tag when that is free; kept across
+    /// reloads).
+    pub rtpis: BTreeMap<u16, u16>,
+    /// Portal groups (one, on every daemon portal, unless configured).
+    pub groups: Vec<PortalGroup>,
+    /// The groups are configured (`portal_groups`), so a login's portal picks one; else
+    /// the one group answers on every portal.
+    pub explicit_groups: bool,
+    /// Demo mode serves every LUN read-only.
+    pub demo_read_only: bool,
+    /// This target's negotiation offer, when it differs from the daemon's.
+    pub offer: Option<Offer>,
     /// LUNs by target LUN number.
     pub luns: BTreeMap<u64, Arc<LogicalUnit>>,
     /// Any initiator, all LUNs.
@@ -113,19 +134,29 @@ pub struct Registry {
     pub discovery: Auth,
     /// Negotiation offer.
     pub offer: Offer,
+    /// What building it noticed that the admin should hear about (a secret file readable
+    /// by others, a secret of an unusual length), one sentence each.
+    pub warnings: Vec<String>,
 }
 
-fn read_secret(c: &ChapConfig) -> Result<ChapSecret, RegistryError> {
+/// Reads a CHAP secret, noting in `warnings` what the admin should fix.
+pub fn read_secret(
+    c: &ChapConfig,
+    warnings: &mut Vec<String>,
+) -> Result<ChapSecret, RegistryError> {
     let err = |reason: String| RegistryError::Secret {
         path: c.password_file.display().to_string(),
         reason,
     };
     let meta = std::fs::metadata(&c.password_file).map_err(|e| err(e.to_string()))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(
-            file = %c.password_file.display(),
-            "CHAP secret file is readable by group or others; chmod 600 it"
+        let w = format!(
+            "CHAP secret file {} is readable by group or others; chmod 600 it",
+            c.password_file.display()
         );
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
     }
     let raw = std::fs::read(&c.password_file).map_err(|e| err(e.to_string()))?;
     let mut secret = raw.as_slice();
@@ -140,11 +171,15 @@ fn read_secret(c: &ChapConfig) -> Result<ChapSecret, RegistryError> {
         return Err(err("the secret is empty".into()));
     }
     if !(12..=16).contains(&secret.len()) {
-        tracing::warn!(
-            file = %c.password_file.display(),
-            len = secret.len(),
-            "CHAP secrets outside 12..16 bytes are refused by some initiators (MD5 interop)"
+        let w = format!(
+            "CHAP secret in {} is {} bytes; secrets outside 12..16 bytes are refused by \
+             some initiators (MD5 interop)",
+            c.password_file.display(),
+            secret.len()
         );
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
     }
     Ok(ChapSecret {
         user: c.user.clone(),
@@ -152,10 +187,21 @@ fn read_secret(c: &ChapConfig) -> Result<ChapSecret, RegistryError> {
     })
 }
 
-fn auth(chap: &Option<ChapConfig>, mutual: &Option<ChapConfig>) -> Result<Auth, RegistryError> {
+/// Reads the CHAP pair of discovery, a target or an ACL.
+pub fn auth(
+    chap: &Option<ChapConfig>,
+    mutual: &Option<ChapConfig>,
+    warnings: &mut Vec<String>,
+) -> Result<Auth, RegistryError> {
     let a = Auth {
-        chap: chap.as_ref().map(read_secret).transpose()?,
-        mutual: mutual.as_ref().map(read_secret).transpose()?,
+        chap: chap
+            .as_ref()
+            .map(|c| read_secret(c, warnings))
+            .transpose()?,
+        mutual: mutual
+            .as_ref()
+            .map(|c| read_secret(c, warnings))
+            .transpose()?,
     };
     if let (Some(c), Some(m)) = (&a.chap, &a.mutual) {
         if c.secret == m.secret {
@@ -173,7 +219,11 @@ fn auth(chap: &Option<ChapConfig>, mutual: &Option<ChapConfig>) -> Result<Auth, 
 
 /// Converts the config limits into the negotiation offer.
 pub fn offer(c: &Config) -> Offer {
-    let l = &c.iscsi;
+    offer_of(&c.iscsi)
+}
+
+/// Converts negotiation limits into an offer.
+pub fn offer_of(l: &crate::config::IscsiLimits) -> Offer {
     let has = |v: &Vec<String>, x: &str| v.iter().any(|d| d.eq_ignore_ascii_case(x));
     Offer {
         max_recv_data_segment_length: l.max_recv_data_segment_length,
@@ -279,32 +329,41 @@ fn reopen(
     Ok(Reopen::Keep)
 }
 
-/// Relative target port identifiers, one per target, unique: what the running registry
-/// gave a target stays; a new target gets its portal group tag if free, else the lowest
-/// free identifier (0 is reserved).
-fn assign_rtpis(c: &Config, previous: Option<&Registry>) -> BTreeMap<String, u16> {
+/// Relative target port identifiers, one per target port (a target's portal group),
+/// unique: what the running registry gave a port stays; a new port gets its portal group
+/// tag if free, else the lowest free identifier (0 is reserved).
+fn assign_rtpis(c: &Config, previous: Option<&Registry>) -> BTreeMap<(String, u16), u16> {
+    let ports: Vec<(String, u16)> = c
+        .targets
+        .iter()
+        .flat_map(|(iqn, t)| {
+            t.groups(&c.daemon.portals)
+                .into_iter()
+                .map(move |(tag, _, _)| (iqn.clone(), tag))
+        })
+        .collect();
     let mut taken = BTreeSet::new();
     let mut out = BTreeMap::new();
     if let Some(p) = previous {
-        for iqn in c.targets.keys() {
-            if let Some(t) = p.targets.get(iqn) {
-                if taken.insert(t.rtpi) {
-                    out.insert(iqn.clone(), t.rtpi);
-                }
+        for (iqn, tag) in &ports {
+            if let Some(&id) = p.targets.get(iqn).and_then(|t| t.rtpis.get(tag))
+                && taken.insert(id)
+            {
+                out.insert((iqn.clone(), *tag), id);
             }
         }
     }
-    for (iqn, t) in &c.targets {
-        if out.contains_key(iqn) {
+    for (iqn, tag) in ports {
+        if out.contains_key(&(iqn.clone(), tag)) {
             continue;
         }
-        let id = if t.tpg != 0 && !taken.contains(&t.tpg) {
-            t.tpg
+        let id = if tag != 0 && !taken.contains(&tag) {
+            tag
         } else {
             (1..=u16::MAX).find(|i| !taken.contains(i)).unwrap_or(0)
         };
         taken.insert(id);
-        out.insert(iqn.clone(), id);
+        out.insert((iqn, tag), id);
     }
     out
 }
@@ -320,6 +379,7 @@ impl Registry {
     ) -> Result<Registry, RegistryError> {
         let c = &v.config;
         let state_dir = &c.daemon.state_dir;
+        let mut warnings = Vec::new();
         let state_err = |source| RegistryError::State {
             path: state_dir.display().to_string(),
             source,
@@ -383,15 +443,20 @@ impl Registry {
         let mut ports: HashMap<&str, Vec<(String, u16)>> = HashMap::new();
         let mut targets = BTreeMap::new();
         for (iqn, t) in &c.targets {
-            let rtpi = rtpis.get(iqn).copied().unwrap_or(t.tpg);
+            // The target's ports: one per portal group, each with its identifier.
+            let tags: Vec<(u16, u16)> = t
+                .groups(&c.daemon.portals)
+                .into_iter()
+                .map(|(tag, _, _)| (tag, rtpis.get(&(iqn.clone(), tag)).copied().unwrap_or(tag)))
+                .collect();
             let mut luns = BTreeMap::new();
             for (i, l) in t.luns.iter().enumerate() {
                 let n = l.lun.unwrap_or(i as u64);
                 luns.insert(n, units[&l.backstore].1.clone());
-                ports
-                    .entry(l.backstore.as_str())
-                    .or_default()
-                    .push((target_port_name(iqn, t.tpg), rtpi));
+                let e = ports.entry(l.backstore.as_str()).or_default();
+                for (tag, rtpi) in &tags {
+                    e.push((target_port_name(iqn, *tag), *rtpi));
+                }
             }
             let mut acls = HashMap::new();
             for (init, a) in &t.acls {
@@ -423,26 +488,39 @@ impl Registry {
                     init.clone(),
                     Acl {
                         luns: map,
-                        auth: auth(&a.chap, &a.mutual_chap)?,
+                        auth: auth(&a.chap, &a.mutual_chap, &mut warnings)?,
                         networks: a.allowed_networks.clone(),
                     },
                 );
             }
+            let groups: Vec<PortalGroup> = t
+                .groups(&c.daemon.portals)
+                .into_iter()
+                .map(|(tag, portals, enabled)| PortalGroup {
+                    tag,
+                    portals,
+                    enabled,
+                })
+                .collect();
             targets.insert(
                 iqn.clone(),
                 Target {
                     name: iqn.clone(),
-                    tpg: t.tpg,
-                    rtpi,
+                    tpg: groups.first().map_or(t.tpg, |g| g.tag),
+                    rtpis: tags.iter().map(|(tag, rtpi)| (*tag, *rtpi)).collect(),
+                    groups,
+                    explicit_groups: !t.portal_groups.is_empty(),
+                    demo_read_only: t.demo_mode_read_only,
+                    offer: (!t.iscsi.is_empty()).then(|| offer_of(&t.iscsi.over(&c.iscsi))),
                     luns,
                     demo_mode: t.demo_mode,
-                    auth: auth(&t.auth.chap, &t.auth.mutual_chap)?,
+                    auth: auth(&t.auth.chap, &t.auth.mutual_chap, &mut warnings)?,
                     networks: t.allowed_networks.clone(),
                     acls,
                 },
             );
         }
-        let discovery = auth(&c.discovery.chap, &c.discovery.mutual_chap)?;
+        let discovery = auth(&c.discovery.chap, &c.discovery.mutual_chap, &mut warnings)?;
         ids.save().map_err(state_err)?;
 
         // Everything that can fail has: now the units shared with the running registry
@@ -485,6 +563,7 @@ impl Registry {
             targets,
             discovery,
             offer: offer(c),
+            warnings,
         })
     }
 
@@ -570,18 +649,56 @@ impl Registry {
                 .map(|(n, u)| MappedLun {
                     lun: *n,
                     unit: u.clone(),
-                    read_only: false,
+                    read_only: t.demo_read_only,
                 })
                 .collect()
         })
     }
 
-    /// Targets `initiator` at `peer` may log in to, with their portal group tags.
-    pub fn visible_targets(&self, initiator: &str, peer: IpAddr) -> Vec<(&str, u16)> {
+    /// The portal group of `target` a connection accepted at `local` belongs to.
+    pub fn group_at<'t>(&self, target: &'t Target, local: SocketAddr) -> Option<&'t PortalGroup> {
+        if !target.explicit_groups {
+            return target.groups.first();
+        }
+        let portals = &self.config.daemon.portals;
+        let portal = crate::config::portals::portal_of(portals, local)?;
+        target.groups.iter().find(|g| g.portals.contains(&portal))
+    }
+
+    /// Targets `initiator` at `peer` may log in to, with the portals to report for each
+    /// (`(portal, tag)`; a wildcard portal is reported as `local`, the address the
+    /// connection came in on). Disabled targets and groups are left out.
+    pub fn visible_targets(
+        &self,
+        initiator: &str,
+        peer: IpAddr,
+        local: SocketAddr,
+    ) -> Vec<(&str, Vec<(SocketAddr, u16)>)> {
+        let daemon = &self.config.daemon.portals;
         self.targets
             .values()
             .filter(|t| policy::admits(t, initiator, peer).is_ok())
-            .map(|t| (t.name.as_str(), t.tpg))
+            .filter_map(|t| {
+                let mut at = Vec::new();
+                for g in t.groups.iter().filter(|g| g.enabled) {
+                    if !t.explicit_groups {
+                        // The one implicit group: where this connection came in.
+                        at.push((local, g.tag));
+                        continue;
+                    }
+                    for p in &g.portals {
+                        let addr = if p.ip().is_unspecified() {
+                            crate::config::portals::serves(daemon, p, local).then_some(local)
+                        } else {
+                            Some(*p)
+                        };
+                        if let Some(a) = addr.filter(|a| !at.iter().any(|(x, _)| x == a)) {
+                            at.push((a, g.tag));
+                        }
+                    }
+                }
+                (!at.is_empty()).then_some((t.name.as_str(), at))
+            })
             .collect()
     }
 }

@@ -1,6 +1,6 @@
 //! Login policy: which initiator may log in to which target, and how it authenticates.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{Auth, Registry, Target};
 use crate::iscsi::login::{Access, AuthRequirement, LoginIdentity, LoginPolicy};
@@ -51,19 +51,41 @@ fn requirement(a: &Auth) -> AuthRequirement {
     }
 }
 
-impl LoginPolicy for Registry {
-    fn authorize(&self, who: &LoginIdentity) -> Result<Access, LoginStatus> {
+impl Registry {
+    /// Decides a login from `who` on a connection accepted at `local` (`None`: the
+    /// portal is not checked and the first portal group answers): the target must be
+    /// reachable through that portal, its portal group enabled, the initiator admitted.
+    pub fn authorize_at(
+        &self,
+        who: &LoginIdentity,
+        local: Option<SocketAddr>,
+    ) -> Result<Access, LoginStatus> {
         let Some(target) = &who.target else {
             return Ok(Access {
                 auth: requirement(&self.discovery),
                 tpgt: 1,
+                offer: None,
             });
         };
         let t = self.targets.get(target).ok_or(LoginStatus::NOT_FOUND)?;
+        let group = match local {
+            Some(l) => self.group_at(t, l).ok_or(LoginStatus::NOT_FOUND)?,
+            None => t.groups.first().ok_or(LoginStatus::NOT_FOUND)?,
+        };
+        if !group.enabled {
+            return Err(LoginStatus::SERVICE_UNAVAILABLE);
+        }
         let auth = admits(t, &who.initiator, who.peer)?;
         Ok(Access {
             auth: requirement(auth),
-            tpgt: t.tpg,
+            tpgt: group.tag,
+            offer: t.offer.clone(),
         })
+    }
+}
+
+impl LoginPolicy for Registry {
+    fn authorize(&self, who: &LoginIdentity) -> Result<Access, LoginStatus> {
+        self.authorize_at(who, None)
     }
 }

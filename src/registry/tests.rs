@@ -98,7 +98,10 @@ async fn targets_sharing_a_backstore_share_its_unit() {
     let (u1, u2) = (&reg.targets[T1].luns[&0], &reg.targets[T2].luns[&0]);
     assert!(Arc::ptr_eq(u1, u2));
     // Both have portal group tag 1; their relative target port identifiers differ.
-    assert_eq!((reg.targets[T1].rtpi, reg.targets[T2].rtpi), (1, 2));
+    assert_eq!(
+        (reg.targets[T1].rtpis[&1], reg.targets[T2].rtpis[&1]),
+        (1, 2)
+    );
     let r = &u1.reservations;
     assert_eq!(
         (r.relative_port_id(&port(T1)), r.relative_port_id(&port(T2))),
@@ -114,9 +117,9 @@ async fn targets_sharing_a_backstore_share_its_unit() {
     let more = Registry::build(&config(dir.path(), "", &[t0, T1, T2]), Some(&reg)).unwrap();
     assert_eq!(
         (
-            more.targets[T1].rtpi,
-            more.targets[T2].rtpi,
-            more.targets[t0].rtpi
+            more.targets[T1].rtpis[&1],
+            more.targets[T2].rtpis[&1],
+            more.targets[t0].rtpis[&1]
         ),
         (1, 2, 3)
     );

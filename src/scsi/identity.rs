@@ -57,30 +57,6 @@ impl Naa {
     pub fn naa_type(&self) -> u8 {
         self.bytes[0] >> 4
     }
-
-    /// LIO's designator for a storage object (drivers/target/target_core_spc.c,
-    /// `spc_gen_naa_6h_vendor_specific`): NAA type 6, the 24-bit IEEE company ID (LIO's
-    /// default is 0x001405), then the first 25 hex digits of the unit serial (non-hex
-    /// characters such as the dashes of a UUID skipped, zeros when the serial has fewer).
-    pub fn lio(unit_serial: &str, company_id: u32) -> Self {
-        let mut nibbles = vec![6u8];
-        for shift in (0..6).rev() {
-            nibbles.push(((company_id >> (4 * shift)) & 0xf) as u8);
-        }
-        nibbles.extend(
-            unit_serial
-                .chars()
-                .filter_map(|c| c.to_digit(16))
-                .map(|d| d as u8)
-                .take(25),
-        );
-        nibbles.resize(32, 0);
-        let mut bytes = [0u8; 16];
-        for (i, pair) in nibbles.chunks(2).enumerate() {
-            bytes[i] = pair[0] << 4 | pair[1];
-        }
-        Naa { bytes, len: 16 }
-    }
 }
 
 impl From<u64> for Naa {
@@ -209,15 +185,6 @@ mod tests {
         assert_eq!(Naa::parse("naa.30014050000000000000000000000000"), None);
         assert_eq!(Naa::parse("naa.30"), None);
         assert_eq!(Naa::parse("naa.zz00000000000000"), None);
-    }
-
-    #[test]
-    fn lio_designator_from_serial() {
-        // targetcli's vpd_unit_serial is a UUID; LIO keeps its first 25 hex digits.
-        let n = Naa::lio("a1b2c3d4-e5f6-4718-9293-a4b5c6d7e8f9", 0x001405);
-        assert_eq!(format!("{n:x}"), "6001405a1b2c3d4e5f647189293a4b5c");
-        let short = Naa::lio("12", 0x001405);
-        assert_eq!(format!("{short:x}"), "60014051200000000000000000000000");
     }
 
     #[test]

@@ -183,6 +183,11 @@ impl LogicalUnit {
         }
     }
 
+    /// The name of the backstore behind the unit (also while it is offline).
+    pub fn backstore_name(&self) -> &str {
+        self.health.name()
+    }
+
     /// Serial number and NAA identifier.
     pub fn identity(&self) -> &LunIdentity {
         &self.identity

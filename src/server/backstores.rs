@@ -56,7 +56,7 @@ async fn run(ctx: Arc<ServerCtx>) {
         let names = due.clone();
         let done = tokio::task::spawn_blocking(move || {
             // Not while a reload builds a registry from this one.
-            let _one_at_a_time = c.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _one_at_a_time = c.changes.lock().unwrap_or_else(|e| e.into_inner());
             if refresh {
                 r.refresh_sizes();
             }

@@ -30,6 +30,8 @@ const LOGIN_MAX_DATA: usize = 8192;
 struct Gate<'a> {
     registry: &'a Registry,
     ctx: &'a ServerCtx,
+    /// The portal address the connection came in on (which portal group answers).
+    local: std::net::SocketAddr,
     limited: std::cell::Cell<bool>,
 }
 
@@ -44,7 +46,7 @@ impl LoginPolicy for Gate<'_> {
             self.limited.set(true);
             return Err(LoginStatus::AUTH_FAILED);
         }
-        self.registry.authorize(who)
+        self.registry.authorize_at(who, Some(self.local))
     }
 
     fn auth_failed(&self, who: &LoginIdentity, _why: &str) {
@@ -96,6 +98,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCt
         wr,
         framer: Framer::new(false, false),
         peer,
+        local,
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout(limit, login(phase, &registry, &ctx)) => match r {
@@ -172,6 +175,8 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCt
             discovery: neg.discovery,
             params: neg.params.clone(),
             nexus,
+            auth: neg.authenticated.map(|a| a.name()),
+            cid: neg.cid,
         })
         .await;
     let (reg, kill) = match registered {
@@ -230,6 +235,8 @@ struct Phase {
     wr: OwnedWriteHalf,
     framer: Framer,
     peer: SocketAddr,
+    /// The portal address it came in on (which portal group answers).
+    local: SocketAddr,
 }
 
 /// A login that succeeded: the final response is sent once the session is registered.
@@ -318,6 +325,7 @@ async fn login(mut p: Phase, registry: &Registry, ctx: &ServerCtx) -> Result<Don
     let gate = Gate {
         registry,
         ctx,
+        local: p.local,
         limited: std::cell::Cell::new(false),
     };
     let mut statsn: Option<u32> = None;

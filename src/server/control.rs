@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use super::ServerCtx;
 use super::apply;
-use crate::config::{Config, ValidatedConfig};
+use crate::config::Config;
 use crate::control::api::{
-    ControlError, ErrorCode, HostInfo, LunStats, Plan, SessionCounters, SessionInfo, SessionParams,
-    SessionStats, Stats, StatusReport,
+    ChangeReport, ConnectionInfo, ControlError, HostInfo, LunStats, Response, SessionCounters,
+    SessionInfo, SessionLun, SessionParams, SessionRef, SessionStats, Stats, StatusReport,
 };
-use crate::control::plan::plan;
-use crate::control::server::{BoxFuture, ControlBackend};
-use crate::server::sessions::SessionHandle;
+use crate::control::server::{ChangeRequest, ControlBackend};
+use crate::registry::Registry;
+use crate::server::sessions::{Kill, SessionHandle};
 
 fn digest(on: bool) -> String {
     if on { "CRC32C" } else { "None" }.to_string()
@@ -30,9 +30,51 @@ fn counters(h: &SessionHandle) -> SessionCounters {
     }
 }
 
-fn session_info(h: &SessionHandle) -> SessionInfo {
+fn session_info(h: &SessionHandle, reg: &Registry) -> SessionInfo {
     let p = &h.params;
+    let mapped_luns = h.nexus.as_ref().map_or_else(Vec::new, |n| {
+        n.luns()
+            .iter()
+            .map(|m| SessionLun {
+                lun: m.lun,
+                backstore: m.unit.backstore_name().to_owned(),
+                read_only: m.read_only,
+            })
+            .collect()
+    });
+    // The CHAP user the registry asks this initiator for (a change of it logs the
+    // session out, so it is the one it logged in with).
+    let chap_user = h.auth.and_then(|_| {
+        let a = if h.discovery {
+            &reg.discovery
+        } else {
+            let t = reg.targets.get(&h.key.target)?;
+            match t.acls.get(&h.key.initiator) {
+                Some(acl) if acl.auth.chap.is_some() => &acl.auth,
+                _ => &t.auth,
+            }
+        };
+        a.chap.as_ref().map(|c| c.user.clone())
+    });
+    let tpg = h.nexus.as_ref().map_or(0, |n| {
+        n.target_port()
+            .rsplit_once(",t,0x")
+            .and_then(|(_, t)| u16::from_str_radix(t, 16).ok())
+            .unwrap_or(0)
+    });
     SessionInfo {
+        tpg,
+        auth_method: match h.auth {
+            Some(alg) => format!("CHAP ({alg})"),
+            None => "None".into(),
+        },
+        chap_user,
+        mapped_luns,
+        connections: vec![ConnectionInfo {
+            cid: h.cid,
+            peer: h.peer,
+            local: h.local,
+        }],
         tsih: h.tsih,
         initiator: h.key.initiator.clone(),
         isid: hex::encode(h.key.isid),
@@ -56,10 +98,21 @@ fn session_info(h: &SessionHandle) -> SessionInfo {
     }
 }
 
+/// Every session as the control API shows it.
+pub(crate) fn session_infos(ctx: &ServerCtx, reg: &Registry) -> Vec<SessionInfo> {
+    ctx.sessions
+        .list()
+        .iter()
+        .map(|h| session_info(h, reg))
+        .collect()
+}
+
 impl ControlBackend for ServerCtx {
     fn status(&self) -> StatusReport {
-        let reg = self.registry.load();
+        let (revision, reg) = self.snapshot();
         let mut r = StatusReport::from_config(&reg.config, self.source.clone());
+        r.revision = revision;
+        r.portals = self.listeners.status();
         r.uptime_secs = self.started.elapsed().as_secs();
         r.host = HostInfo::collect();
         for b in &mut r.backstores {
@@ -87,11 +140,7 @@ impl ControlBackend for ServerCtx {
     }
 
     fn sessions(&self) -> Vec<SessionInfo> {
-        self.sessions
-            .list()
-            .iter()
-            .map(|h| session_info(h))
-            .collect()
+        session_infos(self, &self.registry.load())
     }
 
     fn stats(&self) -> Stats {
@@ -131,23 +180,33 @@ impl ControlBackend for ServerCtx {
         Stats { luns, sessions }
     }
 
-    fn config(&self) -> (Config, Option<PathBuf>) {
-        (self.registry.load().config.clone(), self.source.clone())
+    fn config(&self) -> (Config, Option<PathBuf>, u64) {
+        let (rev, reg) = self.snapshot();
+        (reg.config.clone(), self.source.clone(), rev)
     }
 
-    fn apply(
-        &self,
-        new: ValidatedConfig,
-        dry_run: bool,
-    ) -> BoxFuture<'_, Result<Plan, ControlError>> {
-        Box::pin(async move {
-            let running = self.registry.load_full();
-            let p = plan(&running.config, &new.config, &self.sessions());
-            if !dry_run {
-                apply::apply(self, &new)
-                    .map_err(|e| ControlError::new(ErrorCode::Internal, e.to_string()))?;
-            }
-            Ok(p)
+    fn change(&self, req: ChangeRequest) -> Result<ChangeReport, ControlError> {
+        apply::change(self, req)
+    }
+
+    fn save(&self, path: Option<PathBuf>) -> Result<Response, ControlError> {
+        let _no_change_meanwhile = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let config = self.registry.load().config.clone();
+        crate::control::server::save_config(&config, self.source.as_deref(), path.as_deref())
+    }
+
+    fn logout(&self, tsih: u16) -> Result<SessionRef, ControlError> {
+        let s = self
+            .sessions
+            .get(tsih)
+            .ok_or_else(|| ControlError::not_found(format!("no session {tsih}")))?;
+        tracing::info!(tsih, initiator = %s.key.initiator, "logout asked through the control socket");
+        let _ = s.kill.send(Kill::AccessRemoved);
+        Ok(SessionRef {
+            tsih,
+            initiator: s.key.initiator.clone(),
+            target: (!s.discovery).then(|| s.key.target.clone()),
+            reason: "logout asked by the administrator".into(),
         })
     }
 }

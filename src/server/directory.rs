@@ -1,5 +1,6 @@
 //! SendTargets (RFC 7143 §12.3, Appendix C) answered from the registry: which targets an
-//! initiator may see, at the portal its connection came in on.
+//! initiator may see, at the portals of its portal groups (a wildcard portal, and a target
+//! with one implicit group, at the address the connection came in on).
 
 use std::net::SocketAddr;
 
@@ -34,9 +35,9 @@ impl Directory for SessionDirectory<'_> {
     /// session's target) or a target name.
     fn send_targets(&self, value: &str) -> TextPairs {
         let mut out = TextPairs::default();
-        for (name, tpgt) in self
-            .registry
-            .visible_targets(self.initiator, self.peer.ip())
+        for (name, portals) in
+            self.registry
+                .visible_targets(self.initiator, self.peer.ip(), self.local)
         {
             let wanted = match value {
                 "All" => self.discovery || name == self.target,
@@ -45,7 +46,9 @@ impl Directory for SessionDirectory<'_> {
             };
             if wanted {
                 out.push("TargetName", name);
-                out.push("TargetAddress", target_address(self.local, tpgt));
+                for (addr, tpgt) in portals {
+                    out.push("TargetAddress", target_address(addr, tpgt));
+                }
             }
         }
         out

@@ -12,6 +12,7 @@ mod connection;
 pub mod control;
 mod directory;
 mod drive;
+pub mod listeners;
 pub mod metrics;
 mod outbox;
 pub mod ratelimit;
@@ -19,13 +20,15 @@ pub mod sessions;
 mod tmf;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::Overrides;
 use crate::registry::Registry;
 
 /// State shared by every connection.
@@ -45,10 +48,20 @@ pub struct ServerCtx {
     pub started: std::time::Instant,
     /// The configuration file (none for the embedded default).
     pub source: Option<std::path::PathBuf>,
-    /// Serializes configuration changes (SIGHUP, control socket).
-    pub apply_lock: std::sync::Mutex<()>,
+    /// The daemon's command-line overrides, applied to every reload of the file.
+    pub overrides: Overrides,
+    /// The one lock of configuration changes (SIGHUP, reload, CLI edits): held from
+    /// reading the running configuration to installing the new one.
+    pub(crate) changes: std::sync::Mutex<()>,
+    /// Revision of the running configuration: bumped after each change is installed
+    /// (read it before the registry; see [`ServerCtx::snapshot`]).
+    revision: AtomicU64,
+    /// The portal listeners.
+    pub listeners: listeners::Listeners,
     /// Failed authentications per source address.
     pub auth_limiter: ratelimit::AuthLimiter,
+    me: Weak<ServerCtx>,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl ServerCtx {
@@ -58,13 +71,21 @@ impl ServerCtx {
         shutdown: watch::Receiver<bool>,
         source: Option<std::path::PathBuf>,
     ) -> Arc<Self> {
-        let mut ctx = Self::new(registry, shutdown);
-        Arc::get_mut(&mut ctx).expect("fresh").source = source;
-        ctx
+        Self::with_overrides(registry, shutdown, source, Overrides::default())
     }
 
     /// A context serving `registry`, stopped by `shutdown`.
     pub fn new(registry: Registry, shutdown: watch::Receiver<bool>) -> Arc<Self> {
+        Self::with_overrides(registry, shutdown, None, Overrides::default())
+    }
+
+    /// A context serving `registry` loaded from `source` with `overrides`.
+    pub fn with_overrides(
+        registry: Registry,
+        shutdown: watch::Receiver<bool>,
+        source: Option<std::path::PathBuf>,
+        overrides: Overrides,
+    ) -> Arc<Self> {
         let d = &registry.config.daemon;
         let admission = admission::Admission::new(
             d.max_login_connections,
@@ -74,72 +95,100 @@ impl ServerCtx {
         let buffers = Arc::new(crate::iscsi::session::budget::BufferPool::new(
             d.buffer_memory.0,
         ));
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             registry: ArcSwap::from_pointee(registry),
             sessions: sessions::SessionTable::default(),
             shutdown,
             admission,
             buffers,
             started: std::time::Instant::now(),
-            source: None,
-            apply_lock: std::sync::Mutex::new(()),
+            source,
+            overrides,
+            changes: std::sync::Mutex::new(()),
+            revision: AtomicU64::new(1),
+            listeners: listeners::Listeners::default(),
             auth_limiter: ratelimit::AuthLimiter::default(),
+            me: me.clone(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
+    }
+
+    /// The revision of the running configuration and the registry built from it (an
+    /// edit made against this pair is refused once anything else was installed).
+    pub fn snapshot(&self) -> (u64, Arc<Registry>) {
+        // Revision first: a change stores the registry, then bumps the revision, so a
+        // reader never pairs a newer revision with an older registry.
+        let rev = self.revision.load(Ordering::Acquire);
+        (rev, self.registry.load_full())
+    }
+
+    /// The revision of the running configuration.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Installs `reg` as a new revision (the caller holds [`ServerCtx::changes`]).
+    pub(crate) fn install(&self, reg: Registry) -> u64 {
+        self.registry.store(Arc::new(reg));
+        self.revision.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Starts accepting on a bound portal.
+    pub(crate) fn start_listener(
+        &self,
+        bound: listeners::Bound,
+        managed: bool,
+    ) -> std::io::Result<()> {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| std::io::Error::other("the server is stopping"))?;
+        let _guard = self.runtime.as_ref().map(|h| h.enter());
+        self.listeners.start(&me, bound, managed, accept_task)
     }
 }
 
-/// Binds every portal of the current configuration.
+/// Binds every portal (`[::]` dual-stack unless `0.0.0.0` of its port is listed too).
 pub async fn bind(portals: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for p in portals {
-        let sock = match p {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        sock.set_reuseaddr(true)?;
-        if p.is_ipv6() {
-            // `[::]` should not also claim the IPv4 port, so `0.0.0.0` can be listed too.
-            let s2 = socket2_only_v6(&sock);
-            s2?;
-        }
-        sock.bind(*p)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {p}: {e}")))?;
-        out.push(sock.listen(1024)?);
+        let b = listeners::bind(*p, crate::config::portals::dual_stack(portals, p))?;
+        out.push(b.into_tokio()?);
     }
     Ok(out)
 }
 
-fn socket2_only_v6(sock: &tokio::net::TcpSocket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt on a valid socket fd with a c_int option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            &one as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
+/// Binds and starts the configured portals of the running configuration (at startup).
+pub fn listen_configured(ctx: &Arc<ServerCtx>) -> std::io::Result<()> {
+    let portals = ctx.registry.load().config.daemon.portals.clone();
+    let mut bound = Vec::new();
+    for p in &portals {
+        bound.push(listeners::bind(
+            *p,
+            crate::config::portals::dual_stack(&portals, p),
+        )?);
+    }
+    for b in bound {
+        ctx.start_listener(b, true)?;
     }
     Ok(())
 }
 
-/// Accepts connections on every listener until shutdown, then waits (bounded) for the
-/// sessions to drain.
+/// Accepts connections until shutdown on `listeners` (handed in, kept apart from the
+/// configured portals) and on every listener the context has started, then stops them
+/// and waits (bounded) for the sessions to drain.
 pub async fn run(listeners: Vec<TcpListener>, ctx: Arc<ServerCtx>) {
-    let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
-        let ctx = ctx.clone();
-        tasks.spawn(accept_loop(l, ctx));
+        let Ok(addr) = l.local_addr() else { continue };
+        if let Ok(b) = listeners::Bound::from_tokio(addr, l) {
+            let _ = ctx.start_listener(b, false);
+        }
     }
     let mut shutdown = ctx.shutdown.clone();
     let _ = shutdown.wait_for(|s| *s).await;
     // Listeners stop; connections see the same signal and drain.
-    tasks.abort_all();
+    let c = ctx.clone();
+    let _ = tokio::task::spawn_blocking(move || c.listeners.stop_all()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while ctx.admission.open() > 0 {
         if tokio::time::Instant::now() > deadline {
@@ -150,7 +199,19 @@ pub async fn run(listeners: Vec<TcpListener>, ctx: Arc<ServerCtx>) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
+fn accept_task(
+    listener: Arc<TcpListener>,
+    state: Arc<listeners::LoopState>,
+    ctx: Arc<ServerCtx>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(accept_loop(listener, state, ctx))
+}
+
+async fn accept_loop(
+    listener: Arc<TcpListener>,
+    state: Arc<listeners::LoopState>,
+    ctx: Arc<ServerCtx>,
+) {
     let local = listener.local_addr().ok();
     tracing::info!(portal = ?local, "listening");
     let mut backoff = Duration::from_millis(10);
@@ -158,6 +219,8 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
+                state.accepted.fetch_add(1, Ordering::Relaxed);
+                *state.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 // Never refused here: a full login pool closes its oldest connection.
                 let slot = ctx.admission.login();
                 let ctx = ctx.clone();
@@ -165,6 +228,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
+                *state.last_error.lock().unwrap_or_else(|x| x.into_inner()) = Some(e.to_string());
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }

@@ -70,6 +70,10 @@ pub struct SessionHandle {
     pub since: Instant,
     /// The session's I_T nexus (normal sessions).
     pub nexus: Option<Arc<ItNexus>>,
+    /// The CHAP algorithm the initiator authenticated with (`None`: no authentication).
+    pub auth: Option<&'static str>,
+    /// Connection ID of its connection.
+    pub cid: u16,
     /// Tells the session to end (reinstatement, access removed).
     pub kill: watch::Sender<Kill>,
 }
@@ -123,6 +127,10 @@ pub struct NewSession {
     pub params: Params,
     /// Nexus of a normal session.
     pub nexus: Option<Arc<ItNexus>>,
+    /// The CHAP algorithm used at login (`None`: no authentication).
+    pub auth: Option<&'static str>,
+    /// Connection ID.
+    pub cid: u16,
 }
 
 /// Why a session could not be registered.
@@ -203,6 +211,8 @@ impl SessionTable {
             counters: Counters::default(),
             since: Instant::now(),
             nexus: s.nexus,
+            auth: s.auth,
+            cid: s.cid,
             kill,
         });
         g.by_tsih.insert(tsih, handle.clone());
@@ -213,6 +223,12 @@ impl SessionTable {
             },
             kill_rx,
         ))
+    }
+
+    /// The session `tsih`.
+    pub fn get(&self, tsih: u16) -> Option<Arc<SessionHandle>> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.by_tsih.get(&tsih).cloned()
     }
 
     /// Every session, by TSIH.
@@ -263,6 +279,8 @@ mod tests {
             discovery: false,
             params: Params::defaults(&Offer::default()),
             nexus: None,
+            auth: None,
+            cid: 0,
         }
     }
 

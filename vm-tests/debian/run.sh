@@ -21,6 +21,9 @@ VM_MEM=${VM_MEM:-512}
 VM_SMP=${VM_SMP:-1}
 SCEN_DIR=$VMT_DIR/scenarios
 GUEST_PORTAL=10.0.2.100:3260
+# A second guest address, forwarded to 127.0.0.1:$PORT2, where nothing listens unless a
+# scenario makes the target listen there (live_portal).
+GUEST_PORTAL2=10.0.2.101:3260
 case $TARGET in rustiscsi | tgt) ;; *) vmt_die "TARGET must be rustiscsi or tgt" ;; esac
 
 pending() { grep -qx "$1" <(sed 's/#.*//; s/[[:space:]]//g' "$SCEN_DIR/pending.list"); }
@@ -162,6 +165,7 @@ run_scenario() {
     . "$SCEN_DIR/$name.sh"
     local timeout_s=${VM_TIMEOUT:-$SCENARIO_TIMEOUT}
     PORT=$(free_port) || { echo "RESULT $name host FAIL no-free-port"; return 1; }
+    PORT2=$(free_port) || { echo "RESULT $name host FAIL no-free-port"; return 1; }
 
     # Not local: the EXIT trap below runs after this function has returned.
     qemu_pid="" started=$SECONDS
@@ -185,8 +189,8 @@ run_scenario() {
 
     # The scenario's guest part, appended to the base initramfs as a second cpio archive.
     {
-        printf "SCENARIO='%s'\nIQN='%s'\nINITIATOR='%s'\nPORTAL='%s'\nDISK_LUN='%s'\nLUN_SIZE='%s'\nTARGET='%s'\n" \
-            "$name" "$IQN" "$INITIATOR" "$GUEST_PORTAL" "$DISK_LUN" "$LUN_SIZE" "$TARGET"
+        printf "SCENARIO='%s'\nIQN='%s'\nINITIATOR='%s'\nPORTAL='%s'\nPORTAL2='%s'\nDISK_LUN='%s'\nLUN_SIZE='%s'\nTARGET='%s'\n" \
+            "$name" "$IQN" "$INITIATOR" "$GUEST_PORTAL" "$GUEST_PORTAL2" "$DISK_LUN" "$LUN_SIZE" "$TARGET"
         guest_env
     } > "$WORK/cpio/scenario/env"
     cp "$VMT_DIR/guest/guest-lib.sh" "$WORK/cpio/scenario/guest-lib.sh"
@@ -209,7 +213,7 @@ SH
         -kernel "$KERNEL" -initrd "$WORK/initrd" \
         -append "console=ttyS0 quiet loglevel=4 panic=1 oops=panic" \
         -serial "file:$WORK/console.log" -serial "file:$WORK/results.log" \
-        -netdev "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:${GUEST_PORTAL}-cmd:socat -lf $WORK/socat.log STDIO TCP4:$TARGET_HOST:$PORT" \
+        -netdev "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:${GUEST_PORTAL}-cmd:socat -lf $WORK/socat.log STDIO TCP4:$TARGET_HOST:$PORT,guestfwd=tcp:${GUEST_PORTAL2}-cmd:socat -lf $WORK/socat2.log STDIO TCP4:127.0.0.1:$PORT2" \
         -device virtio-net-pci,netdev=n0 \
         </dev/null >"$WORK/qemu.log" 2>&1 &
     qemu_pid=$!

@@ -31,7 +31,12 @@ pub fn write_all(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     for (bin, mut cmd) in commands() {
         for shell in SHELLS {
             let mut out = Vec::new();
-            clap_complete::generate(shell, &mut cmd, bin, &mut out);
+            if bin == "rustiscsi" {
+                // Completes IQNs, backstores and ACLs by asking the running daemon.
+                rustiscsi::cli::complete::registration_calling(&shell.to_string(), bin, &mut out)?;
+            } else {
+                clap_complete::generate(shell, &mut cmd, bin, &mut out);
+            }
             written.push(crate::write_file(dir, &file_name(shell, bin), &out)?);
         }
     }

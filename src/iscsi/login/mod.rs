@@ -74,6 +74,9 @@ pub struct Access {
     pub auth: AuthRequirement,
     /// Target portal group tag to report.
     pub tpgt: u16,
+    /// The target's own negotiation offer, when it differs from the one the login
+    /// started with (known once the target is named, before any key is negotiated).
+    pub offer: Option<Offer>,
 }
 
 /// Target lookup and access control, implemented by the registry.
@@ -443,7 +446,12 @@ impl Login {
         };
         self.identity = Some(who.clone());
         match policy.authorize(&who) {
-            Ok(access) => {
+            Ok(mut access) => {
+                if let Some(offer) = access.offer.take() {
+                    // Nothing is negotiated yet: the target's offer replaces the default.
+                    self.params = Params::defaults(&offer);
+                    self.offer = offer;
+                }
                 self.access = Some(access);
                 Ok(())
             }

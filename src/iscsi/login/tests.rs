@@ -11,6 +11,7 @@ impl LoginPolicy for Policy {
             None | Some("iqn.2026-11.org.example:t") => Ok(Access {
                 auth: self.0.clone(),
                 tpgt: 1,
+                offer: None,
             }),
             Some(_) => Err(LoginStatus::NOT_FOUND),
         }
