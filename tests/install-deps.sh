@@ -9,6 +9,8 @@ PKGS=(
   qemu-system-x86 socat cpio
   # the daemon itself in a QEMU guest on md RAID1 + LVM (vm-tests/debian guest-target mode)
   mdadm lvm2 dmsetup udev
+  # vm-tests/debian vanished_link: the target in a network namespace behind a veth pair
+  iproute2
   # userspace peers: libiscsi's compliance suite and tools, QEMU's iscsi:// driver, tgt
   libiscsi-bin qemu-utils qemu-block-extra tgt
   # power-cut emulation (tests/peers/powercut-fs) and late loop devices

@@ -46,14 +46,15 @@ fi
 # Helpers for scenario host parts ---------------------------------------------------------
 # secret_file NAME VALUE: writes a CHAP secret file, prints its path.
 secret_file() { mkdir -p "$WORK/secrets"; printf '%s\n' "$2" > "$WORK/secrets/$1"; chmod 600 "$WORK/secrets/$1"; echo "$WORK/secrets/$1"; }
-# toml_daemon: the [daemon] table for this run.
+# toml_daemon: the [daemon] table for this run (plus the scenario's TOML_DAEMON_EXTRA lines).
 toml_daemon() {
     cat <<TOML
 [daemon]
-portals = ["127.0.0.1:$PORT"]
+portals = ["$TARGET_HOST:$PORT"]
 state_dir = "$WORK/state"
 control_socket = "$WORK/control.sock"
 TOML
+    [[ -z ${TOML_DAEMON_EXTRA:-} ]] || printf '%s\n' "$TOML_DAEMON_EXTRA"
 }
 # toml_acl_target [LINE...]: daemon, disk0 as LUN 0 and an ACL for $INITIATOR whose table
 # holds the given lines (e.g. its CHAP credentials).
@@ -89,6 +90,11 @@ scenario_defaults() { # NAME: what a scenario file may override at its top level
     LUN_SIZE=268435456
     SCENARIO_TIMEOUT=150
     DISK_LUN=""
+    # Where the target listens and socat connects (scenario_setup may move it, e.g. onto
+    # a veth in a network namespace: TARGET_NETNS then runs rustiscsid inside it).
+    TARGET_HOST=127.0.0.1
+    TARGET_NETNS=""
+    TOML_DAEMON_EXTRA=""
     guest_env() { :; }
     scenario_setup() { :; }
     scenario_cleanup() { :; }
@@ -207,7 +213,7 @@ SH
         -kernel "$KERNEL" -initrd "$WORK/initrd" \
         -append "console=ttyS0 quiet loglevel=4 panic=1 oops=panic no_timer_check" \
         -serial "file:$WORK/console.log" -serial "file:$WORK/results.log" \
-        -netdev "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:${GUEST_PORTAL}-cmd:socat -lf $WORK/socat.log STDIO TCP4:127.0.0.1:$PORT,guestfwd=tcp:${GUEST_PORTAL2}-cmd:socat -lf $WORK/socat2.log STDIO TCP4:127.0.0.1:$PORT2" \
+        -netdev "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:${GUEST_PORTAL}-cmd:socat -lf $WORK/socat.log STDIO TCP4:$TARGET_HOST:$PORT,guestfwd=tcp:${GUEST_PORTAL2}-cmd:socat -lf $WORK/socat2.log STDIO TCP4:127.0.0.1:$PORT2" \
         -device virtio-net-pci,netdev=n0 \
         </dev/null >"$WORK/qemu.log" 2>&1 &
     qemu_pid=$!

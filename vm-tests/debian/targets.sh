@@ -6,17 +6,17 @@
 
 TARGET_PID=""
 
-# wait_listen SECS: until something accepts on 127.0.0.1:$PORT (and the target still runs).
+# wait_listen SECS: until something accepts on $TARGET_HOST:$PORT (and the target still runs).
 wait_listen() {
     local i
     for ((i = 0; i < $1 * 10; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+        if (exec 3<>"/dev/tcp/${TARGET_HOST:-127.0.0.1}/$PORT") 2>/dev/null; then return 0; fi
         if [[ -n $TARGET_PID ]] && ! kill -0 "$TARGET_PID" 2>/dev/null; then
             vmt_log "target exited during start-up"; return 1
         fi
         sleep 0.1
     done
-    vmt_log "target not listening on 127.0.0.1:$PORT after $1 s"; return 1
+    vmt_log "target not listening on ${TARGET_HOST:-127.0.0.1}:$PORT after $1 s"; return 1
 }
 
 # stop_pid PID SECS: TERM, wait, KILL.
@@ -46,7 +46,9 @@ rustiscsi_prepare() {
     rustiscsi_config > "$WORK/rustiscsid.toml"
 }
 rustiscsi_start() {
-    RUST_LOG=${RUST_LOG:-info} "$RUSTISCSID" --config "$WORK/rustiscsid.toml" >>"$WORK/target.log" 2>&1 &
+    local netns=()
+    [[ -n ${TARGET_NETNS:-} ]] && netns=(ip netns exec "$TARGET_NETNS")
+    RUST_LOG=${RUST_LOG:-info} "${netns[@]}" "$RUSTISCSID" --config "$WORK/rustiscsid.toml" >>"$WORK/target.log" 2>&1 &
     TARGET_PID=$!
     wait_listen 15
 }

@@ -401,3 +401,12 @@ write_refused() {
     _n1=$(dmesg | grep -ci "reservation conflict")
     [ "$_n1" -gt "$_n0" ] || { dmesg | tail -20; echo "the kernel logged no new reservation conflict"; return 1; }
 }
+
+# roundtrip DEV MIB AT: MIB MiB of random data written with O_DIRECT at AT MiB, read back
+# and compared.
+roundtrip() {
+    dd if=/dev/urandom of=/tmp/rt bs=1M count="$2" 2>/dev/null &&
+        dd if=/tmp/rt of="$1" bs=1M seek="$3" oflag=direct conv=notrunc 2>/dev/null &&
+        dd if="$1" of=/tmp/rt.back bs=1M skip="$3" count="$2" iflag=direct 2>/dev/null &&
+        cmp /tmp/rt /tmp/rt.back
+}
