@@ -84,7 +84,10 @@ luns = [{{ lun = 0, backstore = "disk" }}]
         ini.run(Op::Read, 4096, 1, 1, SPAN, &data).await;
         ini.run(op, bytes, 1, count, SPAN, &data).await
     });
-    println!("datapath: {count} x {bytes} byte {:?} on {kind}: {moved} bytes", op);
+    println!(
+        "datapath: {count} x {bytes} byte {:?} on {kind}: {moved} bytes",
+        op
+    );
     drop(state);
     // No orderly shutdown: its timers would add a variable tail to the count.
     std::process::exit(0);

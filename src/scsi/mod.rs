@@ -155,6 +155,24 @@ pub struct TaskMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Aborted;
 
+/// Whether the command with this CDB runs briefly when its backstore does not make it
+/// wait: a READ or WRITE (bounded by [`MAX_TRANSFER_BYTES`]) or a command answered from
+/// memory. The transport may run these in its own task; every other command (WRITE SAME
+/// and UNMAP over large ranges, COMPARE AND WRITE, VERIFY, SYNCHRONIZE CACHE,
+/// reservations...) may take long and should run apart.
+pub fn runs_briefly(cdb: &[u8]) -> bool {
+    use opcodes::*;
+    match cdb.first().copied() {
+        Some(
+            READ_6 | READ_10 | READ_12 | READ_16 | WRITE_6 | WRITE_10 | WRITE_12 | WRITE_16
+            | TEST_UNIT_READY | INQUIRY | READ_CAPACITY_10 | REPORT_LUNS | MODE_SENSE_6
+            | MODE_SENSE_10 | REQUEST_SENSE,
+        ) => true,
+        Some(SERVICE_ACTION_IN_16) => cdb.get(1).map(|b| b & 0x1f) == Some(SA_READ_CAPACITY_16),
+        _ => false,
+    }
+}
+
 /// Executes one command for `nexus` as a task that just arrived; an aborted command is
 /// answered with TASK ABORTED. Never panics on any CDB.
 pub async fn execute(nexus: &ItNexus, cmd: ScsiCommand) -> ScsiResponse {
