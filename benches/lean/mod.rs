@@ -235,18 +235,7 @@ impl Ini {
                         datasn += 1;
                     }
                 }
-                Opcode::NOP_IN => {
-                    if r.ttt() != 0xffff_ffff {
-                        let mut n = Bhs::new(Opcode::NOP_OUT);
-                        n.0[0] |= 0x40;
-                        n.set_flags(0x80);
-                        n.set_itt(0xffff_ffff);
-                        n.set_ttt(r.ttt());
-                        n.set_cmdsn(self.cmdsn);
-                        n.set_exp_statsn(self.exp_statsn);
-                        send(&mut self.s, &n, &[]).await;
-                    }
-                }
+                Opcode::NOP_IN => self.pong(&r).await,
                 _ => {}
             }
         }
@@ -265,17 +254,25 @@ impl Ini {
             if self.s.read_exact(&mut self.scratch[..len]).await.is_err() {
                 return;
             }
-            if b.opcode() == Opcode::NOP_IN && b.ttt() != 0xffff_ffff {
-                let mut n = Bhs::new(Opcode::NOP_OUT);
-                n.0[0] |= 0x40;
-                n.set_flags(0x80);
-                n.set_itt(0xffff_ffff);
-                n.set_ttt(b.ttt());
-                n.set_cmdsn(self.cmdsn);
-                n.set_exp_statsn(b.statsn().wrapping_add(1));
-                send(&mut self.s, &n, &[]).await;
+            if b.opcode() == Opcode::NOP_IN {
+                self.pong(&b).await;
             }
         }
+    }
+
+    /// Answers a target's ping (a NOP-In with a target transfer tag).
+    async fn pong(&mut self, ping: &Bhs) {
+        if ping.ttt() == 0xffff_ffff {
+            return;
+        }
+        let mut n = Bhs::new(Opcode::NOP_OUT);
+        n.0[0] |= 0x40;
+        n.set_flags(0x80);
+        n.set_itt(0xffff_ffff);
+        n.set_ttt(ping.ttt());
+        n.set_cmdsn(self.cmdsn);
+        n.set_exp_statsn(self.exp_statsn);
+        send(&mut self.s, &n, &[]).await;
     }
 
     /// Shrinks the receive buffer (idle sessions in the memory benchmark).
