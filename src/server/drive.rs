@@ -14,7 +14,7 @@
 //! PDUs from the session only as fast as the socket accepts them.
 //!
 //! Per turn of the loop the costs are kept flat: the kill/shutdown/eviction watch is one
-//! future made once (remade only when it fires), and the timer is re-armed only when the
+//! future made once (remade only when it fires, polled only when woken), and the timer is re-armed only when the
 //! session's next deadline comes earlier than the armed one (an early wake-up is harmless:
 //! [`Session::on_timeout`] acts only on what is due).
 
@@ -168,7 +168,10 @@ pub(super) async fn run(
     };
     let mut outbox = Outbox::default();
     let (mut kill_armed, mut shutdown_armed) = (true, true);
-    let mut ctl = Box::pin(control(
+    // Polled only when woken (a set of one future): a select! over three watches costs
+    // more than a whole command when polled on every turn.
+    let mut ctl = FuturesUnordered::new();
+    ctl.push(control(
         kill,
         ctx.shutdown.clone(),
         kill_armed,
@@ -233,14 +236,14 @@ pub(super) async fn run(
         }
         let ev = tokio::select! {
             biased;
-            (c, k, s) = &mut ctl => {
+            Some((c, k, s)) = ctl.next() => {
                 if matches!(c, Control::Kill(None)) {
                     kill_armed = false; // the session's handle is gone: nobody can kill it
                 }
                 if matches!(c, Control::Shutdown) {
                     shutdown_armed = false;
                 }
-                ctl.set(control(k, s, kill_armed, shutdown_armed, &slot));
+                ctl.push(control(k, s, kill_armed, shutdown_armed, &slot));
                 Ev::Control(c)
             }
             Some(r) = d.inflight.next(), if !d.inflight.is_empty() => Ev::Done(r),

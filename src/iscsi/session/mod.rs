@@ -39,11 +39,12 @@ pub mod write;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap as HashMap;
 
 use self::budget::BufferPool;
 use self::datain::{Answer, OutPdu, Shape, Sn};
@@ -432,10 +433,10 @@ impl Session {
             limits,
             pool,
             used: 0,
-            tasks: HashMap::new(),
-            by_itt: HashMap::new(),
-            undelivered: HashMap::new(),
-            held: HashMap::new(),
+            tasks: HashMap::default(),
+            by_itt: HashMap::default(),
+            undelivered: HashMap::default(),
+            held: HashMap::default(),
             ready: BTreeSet::new(),
             budget_wait: VecDeque::new(),
             budget_retry: None,
@@ -450,7 +451,7 @@ impl Session {
             outq: VecDeque::new(),
             out_bytes: 0,
             actions: VecDeque::new(),
-            tmfs: HashMap::new(),
+            tmfs: HashMap::default(),
             last_rx: now,
             ping: None,
             pdu_deadline: None,
