@@ -22,6 +22,8 @@
 
 use bytes::Bytes;
 
+use crate::iobuf::IoBuf;
+
 pub mod cdb;
 mod lun;
 pub mod metrics;
@@ -74,7 +76,7 @@ pub struct ScsiCommand {
     /// The CDB (16 bytes from the BHS, or longer with an extended-CDB AHS).
     pub cdb: Bytes,
     /// All write data (Data-Out), assembled; empty for commands without Data-Out.
-    pub data_out: Vec<u8>,
+    pub data_out: IoBuf,
     /// Expected Data-In transfer length the initiator gave (EDTL of a read); the transport
     /// truncates the response to it and computes residuals, so the core may return more.
     pub expected_in: u32,
@@ -415,7 +417,7 @@ fn access(c: &Command) -> Access {
     }
 }
 
-async fn dispatch(ctx: &Ctx<'_>, c: Command, data_out: Vec<u8>) -> CmdResult {
+async fn dispatch(ctx: &Ctx<'_>, c: Command, data_out: IoBuf) -> CmdResult {
     use Command::*;
     match c {
         TestUnitReady | StartStopUnit => Ok(ScsiResponse::good(Bytes::new())),

@@ -67,7 +67,7 @@ impl Session {
             match &mut t.stage {
                 Stage::Data(w) => {
                     let early = w.early_bytes() as u64;
-                    w.install(vec![0u8; w.edtl() as usize]);
+                    w.install(IoBuf::filled(w.edtl() as usize));
                     // The early data now lives in the reserved buffer.
                     self.used = self.used.saturating_sub(early);
                     self.progress_write(now, id);
@@ -139,7 +139,7 @@ impl Session {
         let t = self.tasks.get_mut(&id).expect("present");
         let data_out = match std::mem::replace(&mut t.stage, Stage::Executing) {
             Stage::Ready(data) => data,
-            _ => Vec::new(),
+            _ => IoBuf::new(),
         };
         self.actions.push_back(Action::Execute(Exec {
             task: id,
