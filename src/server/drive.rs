@@ -466,9 +466,8 @@ impl Driver {
                     }
                 }
                 Ok(Some(Frame::Data { buf, digest_ok })) => {
-                    let reg = self.ctx.registry.load();
                     let dir = SessionDirectory {
-                        registry: &reg,
+                        registry: &self.ctx.registry,
                         initiator: &self.handle.key.initiator,
                         peer: self.peer,
                         local: self.local,

@@ -88,6 +88,17 @@ impl Session {
         if self.ready.is_empty() {
             return;
         }
+        if self.ordered == 0 {
+            // No ORDERED task: every ready task may start, in delivery order.
+            while let Some(&(seq, id)) = self.ready.first() {
+                if !self.may_start(id) {
+                    break;
+                }
+                self.ready.remove(&(seq, id));
+                self.start(now, id);
+            }
+            return;
+        }
         let ready: Vec<(u64, TaskId)> = self.ready.iter().copied().collect();
         for (seq, id) in ready {
             if self.may_start(id) {
