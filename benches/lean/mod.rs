@@ -24,6 +24,8 @@ pub struct Ini {
     /// Immediate data we may send with a command (FirstBurstLength and MRDSL).
     first_burst: usize,
     lun: u64,
+    /// Step between the slots of consecutive commands (1: sequential; a prime: scattered).
+    stride: u64,
     scratch: Vec<u8>,
 }
 
@@ -115,6 +117,7 @@ impl Ini {
                     target_mrdsl,
                     first_burst,
                     lun,
+                    stride: 1,
                     scratch,
                 };
             }
@@ -183,7 +186,8 @@ impl Ini {
         while done < count {
             let more = deadline.is_none_or(|d| std::time::Instant::now() < d);
             while more && issued < count && issued - done < u64::from(qd) {
-                let lba = ((issued % slots) * u64::from(bytes) / 512) as u32;
+                let slot = issued.wrapping_mul(self.stride) % slots;
+                let lba = (slot * u64::from(bytes) / 512) as u32;
                 let b = self.command(op, lba, blocks, bytes);
                 let imm = if op == Op::Write {
                     &data[..(bytes as usize).min(self.first_burst)]
@@ -273,6 +277,11 @@ impl Ini {
         n.set_cmdsn(self.cmdsn);
         n.set_exp_statsn(self.exp_statsn);
         send(&mut self.s, &n, &[]).await;
+    }
+
+    /// Visits the slots of the span `stride` apart (a prime scatters them).
+    pub fn set_stride(&mut self, stride: u64) {
+        self.stride = stride.max(1);
     }
 
     /// Shrinks the receive buffer (idle sessions in the memory benchmark).
