@@ -15,6 +15,9 @@
 //!  registry (targets, LUN maps, ACLs; swapped whole on reload) ◄── config (TOML, validated)
 //! ```
 //!
+//! Command data lives in [`iobuf::IoBuf`] (aligned, pooled) from the socket to the
+//! backstore and back, shared by every layer.
+//!
 //! Layer rules: `iscsi`, `scsi` and `backstore` never import `registry`, `server`, `config`,
 //! `control` or `cli`; `iscsi` has no tokio. The server is the only module that opens sockets
 //! or spawns tasks. SCSI conditions are never Rust errors: they are responses carrying sense.
@@ -24,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon_args;
+pub mod iobuf;
 pub mod iscsi;
 pub mod registry;
 pub mod scsi;

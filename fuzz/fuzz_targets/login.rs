@@ -41,7 +41,25 @@ impl LoginPolicy for Policy {
                 target: Some(secret("target", "target-secret-16")),
             },
         };
-        Ok(Access { auth, tpgt: 1 })
+        // Every other policy names a target whose offer is stricter than the login's
+        // first one (the target proposes keys and waits for the answers).
+        let offer = (self.0 & 4 != 0).then(|| Offer {
+            max_recv_data_segment_length: 8192,
+            max_burst_length: 65_536,
+            first_burst_length: 8192,
+            max_outstanding_r2t: 1,
+            immediate_data: false,
+            initial_r2t: true,
+            header_crc32c: true,
+            header_none: false,
+            data_crc32c: true,
+            data_none: false,
+        });
+        Ok(Access {
+            auth,
+            tpgt: 1,
+            offer,
+        })
     }
 }
 

@@ -104,7 +104,7 @@ pub(super) fn open(
 /// EINVAL, better learnt at open than on the first command.
 fn probe_direct(f: &File, block_size: u32) -> io::Result<()> {
     let mut b = super::io_buffer(block_size as usize);
-    super::read_into(f, &mut b, 0)
+    super::read_into(f, &mut b, 0, 0)
 }
 
 /// Deallocates `len` bytes at `offset` without changing the file size.

@@ -2,6 +2,16 @@
 //!
 //! One type serves every kind: each is a file descriptor read and written with positioned
 //! I/O (`pread`/`pwrite`), so the kernel, not a lock of ours, orders concurrent access.
+//!
+//! Where the I/O runs: storage that is memory (the memfd ramdisk, a file on tmpfs or
+//! ramfs) is read and written in the calling task — there is nothing to wait for but
+//! memory copies. Buffered reads of other files and devices first try `preadv2` with
+//! `RWF_NOWAIT`, served in the calling task when the page cache holds the data; what it
+//! does not hold is read on tokio's blocking pool. Buffered write-back writes try
+//! `pwritev2(RWF_NOWAIT)` the same way where the file system supports it (XFS, btrfs; not
+//! ext4, which answers EOPNOTSUPP once and is not asked again). Everything that waits for
+//! a device — `O_DIRECT`, `O_DSYNC` write-through, FUA, flushes, discards — runs on the
+//! blocking pool.
 //! - `fileio`: a regular file, created sparse at the configured size when missing (only
 //!   the first time: a file that existed and is gone means its file system is not mounted,
 //!   and the backstore waits offline instead of creating an empty one).
@@ -10,7 +20,7 @@
 //! - `ramdisk`: an anonymous `memfd`; I/O on it never blocks on a disk, so it runs inline.
 //!
 //! Caching, two settings:
-//! - [`CacheMode`]: `direct` (`O_DIRECT`, aligned buffers from [`buf::io_buffer`]; the
+//! - [`CacheMode`]: `direct` (`O_DIRECT`, aligned buffers from [`io_buffer`]; the
 //!   default for block devices, so a read never returns data the device does not hold and
 //!   md/LVM data is not cached twice) or `buffered` (the page cache; the default for
 //!   fileio). In buffered mode a range whose write failed is refused to readers
@@ -34,7 +44,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 mod block;
-pub mod buf;
 mod claim;
 mod error;
 #[cfg(test)]
@@ -45,7 +54,7 @@ mod memfd;
 mod ranges;
 pub mod sysfs;
 
-pub use buf::{IoBuf, io_buffer};
+pub use crate::iobuf::{IoBuf, io_buffer};
 pub use error::{BackstoreError, Cause, cause_of};
 pub use sysfs::Limits;
 
@@ -152,6 +161,12 @@ pub struct Backstore {
     _claim: Option<Arc<claim::Claim>>,
     any_failed: AtomicBool,
     tracking: Mutex<Tracking>,
+    /// The storage is memory: every operation runs in the calling task.
+    inline: bool,
+    /// Buffered reads try `RWF_NOWAIT` first (cleared when the file system refuses it).
+    nowait_reads: AtomicBool,
+    /// Buffered write-back writes try `RWF_NOWAIT` first (cleared when refused).
+    nowait_writes: AtomicBool,
     #[cfg(test)]
     faults: Option<Arc<faults::Faults>>,
 }
@@ -244,7 +259,12 @@ impl Backstore {
                 block_size: o.block_size,
             });
         }
+        let inline = spec.kind == BackstoreKind::Ramdisk || is_memory(&o.file);
+        let buffered = cache == CacheMode::Buffered && !inline;
         Ok(Backstore {
+            inline,
+            nowait_reads: AtomicBool::new(buffered),
+            nowait_writes: AtomicBool::new(buffered && spec.write_cache),
             name: spec.name.clone(),
             kind: spec.kind,
             #[cfg(test)]
@@ -374,13 +394,19 @@ impl Backstore {
         }
     }
 
-    /// Runs `f` on the file: inline for ramdisk, on the blocking pool otherwise.
+    /// Whether the storage is memory (ramdisk, a file on tmpfs): I/O runs in the caller.
+    pub fn is_memory(&self) -> bool {
+        self.inline
+    }
+
+    /// Runs `f` on the file: in the calling task for memory, on the blocking pool
+    /// otherwise.
     async fn run<T, F>(&self, f: F) -> std::io::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&File) -> std::io::Result<T> + Send + 'static,
     {
-        if self.kind == BackstoreKind::Ramdisk {
+        if self.inline {
             return f(&self.file);
         }
         let file = Arc::clone(&self.file);
@@ -390,9 +416,15 @@ impl Backstore {
         }
     }
 
-    /// Buffered I/O on a file or device (not memory): failed ranges are tracked.
+    /// Buffered I/O on a file or device: failed and unflushed ranges are tracked. Not for
+    /// memory (ramdisk, tmpfs), where the page cache is the storage and a flush cannot fail.
     fn tracks(&self) -> bool {
-        self.cache == CacheMode::Buffered && self.kind != BackstoreKind::Ramdisk
+        #[cfg(test)]
+        if self.faults.is_some() {
+            // Injected faults stand for a device that fails, even on a tmpfs test dir.
+            return self.cache == CacheMode::Buffered && self.kind != BackstoreKind::Ramdisk;
+        }
+        self.cache == CacheMode::Buffered && !self.inline
     }
 
     fn tracking(&self) -> std::sync::MutexGuard<'_, Tracking> {
@@ -450,9 +482,24 @@ impl Backstore {
         if let Some(e) = self.faults.as_ref().and_then(|f| f.read()) {
             return Err(BackstoreError::Read(e));
         }
+        let mut buf = io_buffer(len);
+        if self.inline {
+            read_into(&self.file, &mut buf, offset, 0).map_err(BackstoreError::Read)?;
+            return Ok(buf.into_bytes());
+        }
+        if self.nowait_reads.load(Ordering::Relaxed) {
+            // What the page cache holds, without waiting; the rest below.
+            match read_into(&self.file, &mut buf, offset, libc::RWF_NOWAIT) {
+                Ok(()) => return Ok(buf.into_bytes()),
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.nowait_reads.store(false, Ordering::Relaxed);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+                Err(e) => return Err(BackstoreError::Read(e)),
+            }
+        }
         self.run(move |f| {
-            let mut buf = io_buffer(len);
-            read_into(f, &mut buf, offset)?;
+            read_into(f, &mut buf, offset, 0)?;
             Ok(buf.into_bytes())
         })
         .await
@@ -460,39 +507,66 @@ impl Backstore {
     }
 
     /// Writes `data` at byte `offset`; with `fua`, the data is on stable storage on return
-    /// (`RWF_DSYNC` for this write in write-back mode; write-through always is).
-    pub async fn write(&self, offset: u64, data: Vec<u8>, fua: bool) -> Result<(), BackstoreError> {
+    /// (`RWF_DSYNC` for this write in write-back mode; write-through always is). The
+    /// buffer goes to the storage as it is (it is aligned for `O_DIRECT`).
+    pub async fn write(
+        &self,
+        offset: u64,
+        data: impl Into<IoBuf>,
+        fua: bool,
+    ) -> Result<(), BackstoreError> {
+        let data: IoBuf = data.into();
         let len = data.len() as u64;
         let dsync = fua && self.write_cache && self.kind != BackstoreKind::Ramdisk;
-        let direct = self.cache == CacheMode::Direct;
+        let durable = dsync || !self.write_cache;
         #[cfg(test)]
         if let Some(f) = &self.faults
             && let Some(e) = f.write()
         {
             if f.write_lands.load(Ordering::SeqCst) {
-                let _ = self.run(move |f| write_all(f, &data, offset, false)).await;
+                let _ = self.run(move |f| write_all(f, &data, offset, 0)).await;
             }
             self.written(offset, len, false, false);
             return Err(BackstoreError::Write(e));
         }
         #[cfg(test)]
-        let delay = self
-            .faults
-            .as_ref()
-            .map(|f| f.write_delay())
-            .unwrap_or_default();
-        let r = self
-            .run(move |f| {
-                #[cfg(test)]
-                std::thread::sleep(delay);
-                if direct && !buf::is_aligned(&data) {
-                    write_all(f, IoBuf::copy_from(&data).as_ref(), offset, dsync)
-                } else {
-                    write_all(f, &data, offset, dsync)
+        if let Some(delay) = self.faults.as_ref().map(|f| f.write_delay())
+            && !delay.is_zero()
+        {
+            // A slow device: the write is in flight for `delay` before it lands.
+            let _ = self
+                .run(move |_| {
+                    std::thread::sleep(delay);
+                    Ok(())
+                })
+                .await;
+        }
+        let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+        let mut done = 0;
+        if !self.inline && !durable && self.nowait_writes.load(Ordering::Relaxed) {
+            // Into the page cache without waiting where the file system can; the rest
+            // (a page to allocate, a lock to take, writeback throttling) below.
+            match write_some(&self.file, &data, offset, libc::RWF_NOWAIT) {
+                Ok(n) => done = n,
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.nowait_writes.store(false, Ordering::Relaxed);
                 }
-            })
-            .await;
-        self.written(offset, len, r.is_ok(), dsync || !self.write_cache);
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+                Err(e) => {
+                    self.written(offset, len, false, false);
+                    return Err(BackstoreError::Write(e));
+                }
+            }
+        }
+        let r = if done == data.len() {
+            Ok(())
+        } else if self.inline {
+            write_all(&self.file, &data[done..], offset + done as u64, flags)
+        } else {
+            self.run(move |f| write_all(f, &data[done..], offset + done as u64, flags))
+                .await
+        };
+        self.written(offset, len, r.is_ok(), durable);
         r.map_err(BackstoreError::Write)
     }
 
@@ -581,7 +655,7 @@ impl Backstore {
         let mut done = 0;
         while done < len {
             let n = (len - done).min(CHUNK);
-            self.write(offset + done, vec![0u8; n as usize], false)
+            self.write(offset + done, IoBuf::zeroed(n as usize), false)
                 .await?;
             done += n;
         }
@@ -614,24 +688,29 @@ fn check_block_size(spec: &BackstoreSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads into the spare capacity of the empty `buf` (without zero-filling it first: a
-/// 1 MiB read would otherwise write every byte twice); bytes past the end of the file
-/// read as zeros.
-fn read_into(f: &File, buf: &mut IoBuf, offset: u64) -> std::io::Result<()> {
-    debug_assert!(buf.is_empty());
+/// Reads into the spare capacity of `buf` from `offset + buf.len()` until it is full
+/// (without zero-filling it first: a 1 MiB read would otherwise write every byte twice);
+/// bytes past the end of the file read as zeros. `flags` go to `preadv2`: with
+/// `RWF_NOWAIT`, what was read stays in `buf` when the rest fails with EAGAIN.
+fn read_into(f: &File, buf: &mut IoBuf, offset: u64, flags: libc::c_int) -> std::io::Result<()> {
     loop {
         let (p, n) = buf.spare();
         if n == 0 {
             return Ok(());
         }
-        // SAFETY: pread writes at most `n` bytes into memory the buffer owns and nothing
-        // else references; only the bytes it reports are then marked initialized.
+        let iov = libc::iovec {
+            iov_base: p.cast(),
+            iov_len: n,
+        };
+        // SAFETY: preadv2 writes at most `n` bytes into memory the buffer owns and nothing
+        // else references; only the bytes it reports are then marked in use.
         let r = unsafe {
-            libc::pread(
+            libc::preadv2(
                 f.as_raw_fd(),
-                p.cast(),
-                n,
+                &iov,
+                1,
                 (offset + buf.len() as u64) as libc::off_t,
+                flags,
             )
         };
         if r < 0 {
@@ -650,39 +729,49 @@ fn read_into(f: &File, buf: &mut IoBuf, offset: u64) -> std::io::Result<()> {
     }
 }
 
-/// Writes all of `data` at `offset`; with `dsync`, as `RWF_DSYNC` (durable on return).
-fn write_all(f: &File, data: &[u8], offset: u64, dsync: bool) -> std::io::Result<()> {
-    let mut done = 0usize;
-    while done < data.len() {
-        let rest = &data[done..];
+/// One `pwritev2` of `data` at `offset` with `flags`; the bytes it wrote.
+fn write_some(f: &File, data: &[u8], offset: u64, flags: libc::c_int) -> std::io::Result<usize> {
+    loop {
         let iov = libc::iovec {
-            iov_base: rest.as_ptr() as *mut libc::c_void,
-            iov_len: rest.len(),
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
         };
-        let flags = if dsync { libc::RWF_DSYNC } else { 0 };
         // SAFETY: one iovec over memory borrowed for the duration of the call.
-        let n = unsafe {
-            libc::pwritev2(
-                f.as_raw_fd(),
-                &iov,
-                1,
-                (offset + done as u64) as libc::off_t,
-                flags,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        let n = unsafe { libc::pwritev2(f.as_raw_fd(), &iov, 1, offset as libc::off_t, flags) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
             return Err(e);
         }
+    }
+}
+
+/// Writes all of `data` at `offset` with `flags` (`RWF_DSYNC`: durable on return).
+fn write_all(f: &File, data: &[u8], offset: u64, flags: libc::c_int) -> std::io::Result<()> {
+    let mut done = 0usize;
+    while done < data.len() {
+        let n = write_some(f, &data[done..], offset + done as u64, flags)?;
         if n == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
         }
-        done += n as usize;
+        done += n;
     }
     Ok(())
+}
+
+/// Whether `file` lives on a file system whose storage is memory (tmpfs, ramfs): its
+/// I/O never waits for a device.
+fn is_memory(file: &File) -> bool {
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes one statfs into the valid pointer.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    /// `RAMFS_MAGIC` of linux/magic.h (not in the libc crate).
+    const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
+    matches!(st.f_type, libc::TMPFS_MAGIC | RAMFS_MAGIC)
 }
 
 /// Opens `path` with `flags`, as `std` would (read-write, close-on-exec).

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-/// Most disjoint ranges kept; past it the two closest neighbours merge, so the set only
-/// ever grows to cover more bytes (a read is refused more often, never served wrongly).
+/// Most disjoint ranges kept; past it a new range merges with its nearer neighbour, so the
+/// set only ever grows to cover more bytes (a read is refused more often, never served
+/// wrongly), and an insert stays O(log n) however scattered the writes.
 const MAX_RANGES: usize = 4096;
 
 /// Disjoint, non-adjacent `[start, end)` byte ranges.
@@ -55,7 +56,28 @@ impl RangeSet {
         }
         self.map.insert(s, e);
         if self.map.len() > MAX_RANGES {
-            self.merge_closest();
+            self.merge_with_neighbour(s, e);
+        }
+    }
+
+    /// Merges `[s, e)` (in the set, touching nothing) with the nearer of its neighbours.
+    fn merge_with_neighbour(&mut self, s: u64, e: u64) {
+        let prev = self.map.range(..s).next_back().map(|(a, b)| (*a, *b));
+        let next = self.map.range(e..).next().map(|(a, b)| (*a, *b));
+        match (prev, next) {
+            (Some((ps, pe)), Some((ns, _))) if s - pe <= ns - e => {
+                self.map.remove(&s);
+                self.map.insert(ps, e);
+            }
+            (Some((ps, _)), None) => {
+                self.map.remove(&s);
+                self.map.insert(ps, e);
+            }
+            (_, Some((ns, ne))) => {
+                self.map.remove(&ns);
+                self.map.insert(s, ne);
+            }
+            (None, None) => {}
         }
     }
 
@@ -83,24 +105,6 @@ impl RangeSet {
     /// The ranges as `(start, end)`, ascending.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.map.iter().map(|(s, e)| (*s, *e))
-    }
-
-    fn merge_closest(&mut self) {
-        let mut best: Option<(u64, u64, u64)> = None; // gap, first start, second start
-        let mut prev: Option<(u64, u64)> = None;
-        for (&s, &e) in &self.map {
-            if let Some((ps, pe)) = prev {
-                let gap = s - pe;
-                if best.is_none_or(|b| gap < b.0) {
-                    best = Some((gap, ps, s));
-                }
-            }
-            prev = Some((s, e));
-        }
-        if let Some((_, a, b)) = best {
-            let be = self.map.remove(&b).expect("present");
-            self.map.insert(a, be);
-        }
     }
 }
 

@@ -259,14 +259,18 @@ async fn direct_io_on_a_file_and_presence() {
     let data: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
     b.write(
         4096,
-        data[1..].iter().chain([0u8].iter()).copied().collect(),
+        data[1..]
+            .iter()
+            .chain([0u8].iter())
+            .copied()
+            .collect::<Vec<u8>>(),
         true,
     )
     .await
     .unwrap();
     let r = b.read(4096, 8192).await.unwrap();
     assert!(
-        buf::is_aligned(&r),
+        IoBuf::is_aligned(&r),
         "the read buffer is the aligned one, uncopied"
     );
     assert_eq!(&r[..100], &data[1..101]);

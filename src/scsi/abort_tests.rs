@@ -22,7 +22,7 @@ fn pr_out(sa: u8, kind: u8, key: u64, sa_key: u64) -> ScsiCommand {
     ScsiCommand {
         lun: 0,
         cdb: Bytes::from(cdb),
-        data_out: pr::test_params(key, sa_key, 0),
+        data_out: pr::test_params(key, sa_key, 0).into(),
         expected_in: 0,
     }
 }
@@ -35,7 +35,7 @@ fn write10(lba: u32, data: Vec<u8>) -> ScsiCommand {
     ScsiCommand {
         lun: 0,
         cdb: Bytes::from(cdb),
-        data_out: data,
+        data_out: data.into(),
         expected_in: 0,
     }
 }

@@ -22,6 +22,8 @@
 
 use bytes::Bytes;
 
+use crate::iobuf::IoBuf;
+
 pub mod cdb;
 mod identity;
 mod lun;
@@ -79,7 +81,7 @@ pub struct ScsiCommand {
     /// The CDB (16 bytes from the BHS, or longer with an extended-CDB AHS).
     pub cdb: Bytes,
     /// All write data (Data-Out), assembled; empty for commands without Data-Out.
-    pub data_out: Vec<u8>,
+    pub data_out: IoBuf,
     /// Expected Data-In transfer length the initiator gave (EDTL of a read); the transport
     /// truncates the response to it and computes residuals, so the core may return more.
     pub expected_in: u32,
@@ -159,6 +161,24 @@ pub struct TaskMeta {
 /// no I/O of it is in progress any more; its own result must not be reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Aborted;
+
+/// Whether the command with this CDB runs briefly when its backstore does not make it
+/// wait: a READ or WRITE (bounded by [`MAX_TRANSFER_BYTES`]) or a command answered from
+/// memory. The transport may run these in its own task; every other command (WRITE SAME
+/// and UNMAP over large ranges, COMPARE AND WRITE, VERIFY, SYNCHRONIZE CACHE,
+/// reservations...) may take long and should run apart.
+pub fn runs_briefly(cdb: &[u8]) -> bool {
+    use opcodes::*;
+    match cdb.first().copied() {
+        Some(
+            READ_6 | READ_10 | READ_12 | READ_16 | WRITE_6 | WRITE_10 | WRITE_12 | WRITE_16
+            | TEST_UNIT_READY | INQUIRY | READ_CAPACITY_10 | REPORT_LUNS | MODE_SENSE_6
+            | MODE_SENSE_10 | REQUEST_SENSE,
+        ) => true,
+        Some(SERVICE_ACTION_IN_16) => cdb.get(1).map(|b| b & 0x1f) == Some(SA_READ_CAPACITY_16),
+        _ => false,
+    }
+}
 
 /// Executes one command for `nexus` as a task that just arrived; an aborted command is
 /// answered with TASK ABORTED. Never panics on any CDB.
@@ -402,7 +422,7 @@ fn access(c: &Command) -> Access {
     }
 }
 
-async fn dispatch(ctx: &Ctx<'_>, c: Command, data_out: Vec<u8>) -> CmdResult {
+async fn dispatch(ctx: &Ctx<'_>, c: Command, data_out: IoBuf) -> CmdResult {
     use Command::*;
     match c {
         TestUnitReady | StartStopUnit => Ok(ScsiResponse::good(Bytes::new())),

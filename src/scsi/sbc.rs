@@ -9,6 +9,7 @@ use super::sense::Sense;
 use super::{CmdResult, Ctx, ScsiResponse, reply, spc};
 use crate::backstore::health::{Failure, Op};
 use crate::backstore::{BackstoreError, Cause};
+use crate::iobuf::IoBuf;
 
 /// Largest READ/WRITE transfer, in bytes (Block Limits MAXIMUM TRANSFER LENGTH).
 pub const MAX_TRANSFER_BYTES: u32 = 32 << 20;
@@ -158,13 +159,7 @@ pub async fn read(ctx: &Ctx<'_>, lba: u64, blocks: u32) -> CmdResult {
 }
 
 /// WRITE (6/10/12/16) and WRITE AND VERIFY: `data` goes to the backstore uncopied.
-pub async fn write(
-    ctx: &Ctx<'_>,
-    lba: u64,
-    blocks: u32,
-    fua: bool,
-    mut data: Vec<u8>,
-) -> CmdResult {
+pub async fn write(ctx: &Ctx<'_>, lba: u64, blocks: u32, fua: bool, mut data: IoBuf) -> CmdResult {
     let (off, len) = xfer(ctx, lba, blocks)?;
     ctx.writable()?;
     if len == 0 {
@@ -330,7 +325,10 @@ pub async fn write_same(
     let total = u64::from(blocks);
     while done < total {
         let n = (total - done).min(per_chunk);
-        let buf = block.repeat(n as usize);
+        let mut buf = IoBuf::filled(n as usize * bs);
+        for chunk in buf.chunks_exact_mut(bs) {
+            chunk.copy_from_slice(block);
+        }
         store
             .write(off + done * bs as u64, buf, false)
             .await
@@ -346,7 +344,7 @@ pub async fn compare_and_write(
     lba: u64,
     blocks: u32,
     fua: bool,
-    mut data: Vec<u8>,
+    mut data: IoBuf,
 ) -> CmdResult {
     // A zero NUMBER OF LOGICAL BLOCKS with Data-Out attached is how a too-large count
     // (256) arrives in the one-byte field: refuse it rather than silently do nothing.

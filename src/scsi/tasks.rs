@@ -18,7 +18,9 @@
 //! served, so a stream of writes cannot starve it). Other accesses never wait for each
 //! other. The lock is taken once per command, never per block.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -68,7 +68,7 @@ pub(super) async fn run(n: &ItNexus, lun: u64, cdb: &[u8], data_out: Vec<u8>) ->
         ScsiCommand {
             lun,
             cdb: Bytes::copy_from_slice(cdb),
-            data_out,
+            data_out: data_out.into(),
             expected_in: 1 << 20,
         },
     )
@@ -813,7 +813,7 @@ fn execute_future_is_send() {
         ScsiCommand {
             lun: 0,
             cdb: Bytes::from_static(&[0, 0, 0, 0, 0, 0]),
-            data_out: Vec::new(),
+            data_out: Default::default(),
             expected_in: 0,
         },
     );

@@ -198,7 +198,7 @@ mod tests {
             ScsiCommand {
                 lun: 0,
                 cdb: Bytes::copy_from_slice(&cdb),
-                data_out: vec![],
+                data_out: Default::default(),
                 expected_in: 4096,
             },
         )

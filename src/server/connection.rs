@@ -13,6 +13,7 @@ use super::ServerCtx;
 use super::admission::Slot;
 use super::drive::{self, LoggedIn};
 use super::sessions::{NewSession, SessionKey};
+use crate::iobuf::IoBuf;
 use crate::iscsi::login::{
     Access, Login, LoginIdentity, LoginPolicy, LoginReply, LoginRequest, LoginStep, Negotiated,
 };
@@ -296,14 +297,14 @@ async fn next_request(p: &mut Phase) -> Result<(Bhs, Vec<u8>), ReadError> {
                     header = Some(h.bhs);
                     p.framer
                         .set_sink(DataSink::Into {
-                            buf: vec![0u8; dlen],
+                            buf: IoBuf::filled(dlen),
                             at: 0,
                         })
                         .map_err(|e| ReadError::Io(e.to_string()))?;
                 }
                 Some(Frame::Data { buf, .. }) => {
                     let h = header.take().expect("header first");
-                    return Ok((h, buf.unwrap_or_default()));
+                    return Ok((h, buf.map(|b| b.to_vec()).unwrap_or_default()));
                 }
                 None => break,
             }

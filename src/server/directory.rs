@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 
+use arc_swap::ArcSwap;
+
 use crate::iscsi::session::text::Directory;
 use crate::iscsi::wire::text::TextPairs;
 use crate::registry::Registry;
@@ -19,9 +21,9 @@ pub fn target_address(addr: SocketAddr, tpgt: u16) -> String {
     }
 }
 
-/// What one session may discover.
+/// What one session may discover (the registry is read only when a SendTargets asks).
 pub(super) struct SessionDirectory<'a> {
-    pub registry: &'a Registry,
+    pub registry: &'a ArcSwap<Registry>,
     pub initiator: &'a str,
     pub peer: SocketAddr,
     pub local: SocketAddr,
@@ -35,9 +37,8 @@ impl Directory for SessionDirectory<'_> {
     /// session's target) or a target name.
     fn send_targets(&self, value: &str) -> TextPairs {
         let mut out = TextPairs::default();
-        for (name, portals) in
-            self.registry
-                .visible_targets(self.initiator, self.peer.ip(), self.local)
+        let registry = self.registry.load();
+        for (name, portals) in registry.visible_targets(self.initiator, self.peer.ip(), self.local)
         {
             let wanted = match value {
                 "All" => self.discovery || name == self.target,

@@ -2,17 +2,33 @@
 //! [`Session`] — socket bytes into the [`Framer`], frames into the session, commands and
 //! aborts out to the SCSI core, numbered PDUs out to the socket, time and kills in.
 //!
-//! One task per connection does all of it (reads, writes, timers); each command runs in
-//! its own task so a slow backstore never stalls the connection. Backpressure: the loop
-//! reads only while the session wants input (its queued output is within bound) and the
-//! outbox takes PDUs from the session only as fast as the socket accepts them.
+//! One task per connection does all of it (reads, writes, timers, and the commands
+//! themselves): a read or write ([`scsi::runs_briefly`]) is polled once as soon as the
+//! session starts it and, when its backstore served it without waiting (memory, the page
+//! cache), answered in the same turn of the loop — no task, no channel, no thread in
+//! between. A command that has to wait (a device, the blocking pool, the task set) stays
+//! in the connection's own set of futures and is polled when it is woken. Commands that
+//! may run long (WRITE SAME, UNMAP, COMPARE AND WRITE, SYNCHRONIZE CACHE...) run in tasks
+//! of their own, so they never stall the connection. Backpressure: the loop reads only
+//! while the session wants input (its queued output is within bound) and the outbox takes
+//! PDUs from the session only as fast as the socket accepts them.
+//!
+//! Per turn of the loop the costs are kept flat: the kill/shutdown/eviction watch is one
+//! future made once (remade only when it fires, polled only when woken), and the timer is re-armed only when the
+//! session's next deadline comes earlier than the armed one (an early wake-up is harmless:
+//! [`Session::on_timeout`] acts only on what is due).
 
-use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use rustc_hash::FxHashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
@@ -52,6 +68,34 @@ enum Event {
     TmfDone(TmfId, u8),
 }
 
+/// A command running in the connection's task.
+type CommandFuture = Pin<Box<dyn Future<Output = (TaskId, Completion)> + Send>>;
+
+/// What ended a wait of the control future.
+enum Control {
+    Kill(Option<Kill>),
+    Shutdown,
+    Evicted,
+}
+
+/// Waits for a kill, the daemon's shutdown (when `shutdown_armed`) or the eviction of the
+/// slot; hands the receivers back so the next wait can be made from them.
+async fn control(
+    mut kill: watch::Receiver<Kill>,
+    mut shutdown: watch::Receiver<bool>,
+    kill_armed: bool,
+    shutdown_armed: bool,
+    slot: &Slot,
+) -> (Control, watch::Receiver<Kill>, watch::Receiver<bool>) {
+    let c = tokio::select! {
+        biased;
+        r = kill.changed(), if kill_armed => Control::Kill(r.ok().map(|()| *kill.borrow())),
+        _ = shutdown.wait_for(|s| *s), if shutdown_armed => Control::Shutdown,
+        _ = slot.evicted() => Control::Evicted,
+    };
+    (c, kill, shutdown)
+}
+
 /// The session limits from the configuration.
 pub(super) fn limits(reg: &Registry) -> Limits {
     let d = &reg.config.daemon;
@@ -76,7 +120,11 @@ struct Driver {
     local: SocketAddr,
     tx: mpsc::UnboundedSender<Event>,
     /// Commands in the SCSI core, with their unit (for aborts and teardown).
-    running: HashMap<TaskId, Arc<LogicalUnit>>,
+    running: FxHashMap<TaskId, Arc<LogicalUnit>>,
+    /// Commands that had to wait, polled by the connection's loop.
+    inflight: FuturesUnordered<CommandFuture>,
+    /// Commands that finished when first polled, not yet handed to the session.
+    finished: Vec<(TaskId, Completion)>,
     closing: Option<(CloseReason, bool)>,
 }
 
@@ -93,7 +141,7 @@ pub(super) async fn run(
         mut framer,
         start,
         reg,
-        mut kill,
+        kill,
         slot,
     } = l;
     let registry = ctx.registry.load_full();
@@ -113,27 +161,46 @@ pub(super) async fn run(
         peer,
         local,
         tx,
-        running: HashMap::new(),
+        running: FxHashMap::default(),
+        inflight: FuturesUnordered::new(),
+        finished: Vec::new(),
         closing: None,
     };
     let mut outbox = Outbox::default();
-    let mut shutdown = ctx.shutdown.clone();
-    let mut shutdown_seen = false;
+    let (mut kill_armed, mut shutdown_armed) = (true, true);
+    // Polled only when woken (a set of one future): a select! over three watches costs
+    // more than a whole command when polled on every turn.
+    let mut ctl = FuturesUnordered::new();
+    ctl.push(control(
+        kill,
+        ctx.shutdown.clone(),
+        kill_armed,
+        shutdown_armed,
+        &slot,
+    ));
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
-        let now = Instant::now();
-        if !shutdown_seen && *shutdown.borrow() {
-            shutdown_seen = true;
-            session.on_kill(
-                now,
-                session::Kill::AskLogout("the target is stopping".into()),
-            );
-        }
-        while let Some(a) = session.poll_action() {
-            d.act(a);
+        // Actions, and the commands that finished at once, until nothing is left to do.
+        loop {
+            while let Some(a) = session.poll_action() {
+                d.act(a);
+            }
+            if d.finished.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            let mut done = std::mem::take(&mut d.finished);
+            for (task, c) in done.drain(..) {
+                d.done(&mut session, now, task, c);
+            }
+            d.finished = done;
         }
         if d.closing.is_some() {
             break;
         }
+        let now = Instant::now();
         if outbox.is_empty() {
             while outbox.len() < OUTBOX_BATCH {
                 let Some(p) = session.poll_transmit(now) else {
@@ -151,13 +218,17 @@ pub(super) async fn run(
         if framer.in_pdu() {
             session.on_receiving(now);
         }
-        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+        if let Some(want) = session.poll_timeout()
+            && armed.is_none_or(|a| want < a)
+        {
+            sleep.as_mut().reset(tokio::time::Instant::from_std(want));
+            armed = Some(want);
+        }
         let can_read = session.wants_read() && !framer.awaiting_sink();
         let slices = outbox.slices();
         enum Ev {
-            Kill(Option<Kill>),
-            Shutdown,
-            Evicted,
+            Control(Control),
+            Done((TaskId, Completion)),
             Event(Event),
             Wrote(std::io::Result<usize>),
             Read(std::io::Result<usize>),
@@ -165,27 +236,39 @@ pub(super) async fn run(
         }
         let ev = tokio::select! {
             biased;
-            r = kill.changed() => Ev::Kill(r.ok().map(|()| *kill.borrow())),
-            _ = shutdown.wait_for(|s| *s), if !shutdown_seen => Ev::Shutdown,
-            _ = slot.evicted() => Ev::Evicted,
+            Some((c, k, s)) = ctl.next() => {
+                if matches!(c, Control::Kill(None)) {
+                    kill_armed = false; // the session's handle is gone: nobody can kill it
+                }
+                if matches!(c, Control::Shutdown) {
+                    shutdown_armed = false;
+                }
+                ctl.push(control(k, s, kill_armed, shutdown_armed, &slot));
+                Ev::Control(c)
+            }
+            Some(r) = d.inflight.next(), if !d.inflight.is_empty() => Ev::Done(r),
             Some(e) = rx.recv() => Ev::Event(e),
             r = wr.write_vectored(&slices), if !slices.is_empty() => Ev::Wrote(r),
             r = rd.read(framer.read_buf()), if can_read => Ev::Read(r),
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => Ev::Timer,
+            () = &mut sleep, if armed.is_some() => Ev::Timer,
         };
         drop(slices);
         let now = Instant::now();
         match ev {
-            Ev::Kill(None | Some(Kill::No)) => {}
-            Ev::Kill(Some(k)) => session.on_kill(now, kill_of(k)),
-            Ev::Shutdown => {}
-            Ev::Evicted => session.on_kill(
+            Ev::Control(Control::Kill(None | Some(Kill::No))) => {}
+            Ev::Control(Control::Kill(Some(k))) => session.on_kill(now, kill_of(k)),
+            Ev::Control(Control::Shutdown) => session.on_kill(
+                now,
+                session::Kill::AskLogout("the target is stopping".into()),
+            ),
+            Ev::Control(Control::Evicted) => session.on_kill(
                 now,
                 session::Kill::Now(
                     "too many discovery sessions (daemon.max_discovery_sessions): the oldest goes"
                         .into(),
                 ),
             ),
+            Ev::Done((task, c)) => d.done(&mut session, now, task, c),
             Ev::Event(e) => {
                 d.event(&mut session, now, e);
                 while let Ok(e) = rx.try_recv() {
@@ -204,8 +287,21 @@ pub(super) async fn run(
                 d.frames(&mut session, &mut framer, now);
             }
             Ev::Read(Err(e)) => session.on_broken(format!("receive: {e}")),
-            Ev::Timer => session.on_timeout(now),
+            Ev::Timer => {
+                armed = None;
+                session.on_timeout(now);
+            }
         }
+    }
+    drop(ctl);
+    // Commands still in flight go on in a task of their own (their I/O must end before
+    // the teardown below returns; nobody hears their answers).
+    let inflight = std::mem::take(&mut d.inflight);
+    if !inflight.is_empty() {
+        tokio::spawn(async move {
+            let mut inflight = inflight;
+            while inflight.next().await.is_some() {}
+        });
     }
     let (reason, flush) = d.closing.take().expect("closed");
     if flush {
@@ -303,8 +399,9 @@ impl Driver {
         } {
             self.running.insert(e.task, unit);
         }
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
+        let brief = scsi::runs_briefly(&e.cdb);
+        let task = e.task;
+        let run = async move {
             let cmd = ScsiCommand {
                 lun: e.lun,
                 cdb: e.cdb,
@@ -319,21 +416,40 @@ impl Driver {
                 Ok(r) => Completion::Done(r),
                 Err(scsi::Aborted) => Completion::Aborted,
             };
-            let _ = tx.send(Event::Done(e.task, c));
-        });
+            (task, c)
+        };
+        if brief {
+            // Polled here once: served without waiting, it is answered in this turn. The
+            // no-op waker is enough for this first poll: whatever it waits for is polled
+            // again (with the loop's waker) by `inflight` before the loop sleeps.
+            let mut f: CommandFuture = Box::pin(run);
+            match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(r) => self.finished.push(r),
+                Poll::Pending => self.inflight.push(f),
+            }
+        } else {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let (task, c) = run.await;
+                let _ = tx.send(Event::Done(task, c));
+            });
+        }
+    }
+
+    /// A command finished.
+    fn done(&mut self, session: &mut Session, now: Instant, task: TaskId, c: Completion) {
+        self.running.remove(&task);
+        let cnt = &self.handle.counters;
+        cnt.commands.fetch_add(1, Ordering::Relaxed);
+        if !matches!(&c, Completion::Done(r) if r.status == scsi::status::GOOD) {
+            cnt.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        session.on_completion(now, task, c);
     }
 
     fn event(&mut self, session: &mut Session, now: Instant, e: Event) {
         match e {
-            Event::Done(task, c) => {
-                self.running.remove(&task);
-                let cnt = &self.handle.counters;
-                cnt.commands.fetch_add(1, Ordering::Relaxed);
-                if !matches!(&c, Completion::Done(r) if r.status == scsi::status::GOOD) {
-                    cnt.errors.fetch_add(1, Ordering::Relaxed);
-                }
-                session.on_completion(now, task, c);
-            }
+            Event::Done(task, c) => self.done(session, now, task, c),
             Event::TmfDone(id, code) => session.on_tmf_done(now, id, code),
         }
     }
@@ -350,9 +466,8 @@ impl Driver {
                     }
                 }
                 Ok(Some(Frame::Data { buf, digest_ok })) => {
-                    let reg = self.ctx.registry.load();
                     let dir = SessionDirectory {
-                        registry: &reg,
+                        registry: &self.ctx.registry,
                         initiator: &self.handle.key.initiator,
                         peer: self.peer,
                         local: self.local,

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use crate::iscsi::session::datain::OutPdu;
 use crate::iscsi::wire::digest::{crc32c_bytes, data_digest, padding};
 
-/// Data segments up to this size are copied next to their header.
-const INLINE: usize = 4096;
+/// Data segments up to this size are copied next to their header (larger ones, a 4 KiB
+/// read included, go out from their own buffer as an iovec of their own).
+const INLINE: usize = 1024;
 /// iovecs per write at most.
 const MAX_IOV: usize = 64;
 

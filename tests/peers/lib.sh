@@ -173,11 +173,16 @@ peers_make_backing() {
 }
 
 # peers_start KIND NAME [--size SIZE] [--generous|--tgt-defaults] [--thin] [--chap]
-#             [--device DEV [--cache direct|buffered] [--write-cache]]
+#             [--device DEV [--cache direct|buffered] [--write-cache]] [--fileio]
+#             [--daemon-extra TOML] [--bin PATH]
 #   KIND: rustiscsi | tgt. Sets PEER_PORT/PID/IQN/LUN/URL[NAME].
 #   --device DEV: serve the block device DEV instead of memory (rustiscsid: kind = "block"
 #     with that cache mode, default direct; tgt: bstype rdwr, bsoflags=direct for direct).
 #   --write-cache (rustiscsi): write_cache = true (tgt's rdwr backstore is write-back).
+#   --fileio (rustiscsi): a kind = "fileio" backstore on a fully allocated file on
+#     /dev/shm (what tgt serves by default) instead of a ramdisk.
+#   --daemon-extra TOML (rustiscsi): more lines for the [daemon] table.
+#   --bin PATH (rustiscsi): this rustiscsid binary instead of $RUSTISCSID (an old build).
 #   --generous (tgt): raise MaxRecvDataSegmentLength/FirstBurstLength/MaxBurstLength,
 #     InitialR2T=No, ImmediateData=Yes (rustiscsid offers these by default).
 #   --thin (tgt): thin_provisioning=1 on the LU (UNMAP, GET LBA STATUS).
@@ -187,10 +192,13 @@ peers_start() {
     local kind=$1 name=$2
     shift 2
     local size=512M generous=0 thin=0 chap=0
-    PEERS_DEVICE="" PEERS_CACHE=direct PEERS_WRITE_CACHE=false
+    PEERS_DEVICE="" PEERS_CACHE=direct PEERS_WRITE_CACHE=false PEERS_FILEIO=0 PEERS_DAEMON_EXTRA="" PEERS_BIN=""
     while (($#)); do
         case $1 in
         --size) size=$2; shift ;;
+        --fileio) PEERS_FILEIO=1 ;;
+        --daemon-extra) PEERS_DAEMON_EXTRA=$2; shift ;;
+        --bin) PEERS_BIN=$2; shift ;;
         --device) PEERS_DEVICE=$2; shift ;;
         --cache) PEERS_CACHE=$2; shift ;;
         --write-cache) PEERS_WRITE_CACHE=true ;;
@@ -232,9 +240,14 @@ PEERS_MUTUAL_SECRET=targetsecret-123
 _peers_start_rustiscsi() {
     local name=$1 size=$2 chap=${3:-0} dir=${PEER_DIR[$1]}
     local bin port iqn=$PEERS_IQN_BASE:test access="demo_mode = true" ini
-    bin=$(peers_rustiscsid_bin)
+    bin=${PEERS_BIN:-$(peers_rustiscsid_bin)}
+    [[ -x $bin ]] || peers_die "rustiscsid not found at $bin"
     port=$(peers_free_port)
     mkdir -p "$dir/state"
+    if ((PEERS_FILEIO)); then
+        PEER_BACKING[$name]=/dev/shm/rustiscsi-peers-$$-$name.img
+        peers_make_backing "${PEER_BACKING[$name]}" "$size"
+    fi
     if ((chap)); then
         printf '%s\n' "$PEERS_CHAP_SECRET" >"$dir/chap.secret"
         printf '%s\n' "$PEERS_MUTUAL_SECRET" >"$dir/mutual.secret"
@@ -255,6 +268,7 @@ mutual_chap = { user = \"$PEERS_MUTUAL_USER\", password_file = \"$dir/mutual.sec
 portals = ["$PEERS_HOST:$port"]
 state_dir = "$dir/state"
 control_socket = "$dir/control.sock"
+$PEERS_DAEMON_EXTRA
 
 [iscsi]
 header_digest = ["None", "CRC32C"]
@@ -263,6 +277,9 @@ header_digest = ["None", "CRC32C"]
 $(if [[ -n $PEERS_DEVICE ]]; then
         printf 'kind = "block"\npath = "%s"\ncache = "%s"\nwrite_cache = %s\n' \
             "$PEERS_DEVICE" "$PEERS_CACHE" "$PEERS_WRITE_CACHE"
+    elif ((PEERS_FILEIO)); then
+        printf 'kind = "fileio"\npath = "%s"\nwrite_cache = %s\n' \
+            "${PEER_BACKING[$name]}" "$PEERS_WRITE_CACHE"
     else
         printf 'kind = "ramdisk"\nsize = "%s"\n' "$size"
     fi)
@@ -355,6 +372,7 @@ peers_stop() {
                 kill -KILL "$pid" 2>/dev/null || true
             fi
         fi
+        [[ -n ${PEER_BACKING[$name]:-} ]] && rm -f "${PEER_BACKING[$name]}"
         ;;
     tgt)
         # tgtd ignores SIGTERM: remove the target, then ask the daemon to exit.

@@ -83,7 +83,7 @@ impl Session {
             // No ACA condition is ever established (NACA is not supported).
             preset = Some(ScsiResponse::check(Sense::INVALID_FIELD_IN_CDB));
         }
-        let mut stage = Stage::Ready(Vec::new());
+        let mut stage = Stage::Ready(IoBuf::new());
         let mut sink = None;
         let mut early = false;
         let mut reserved = 0;
@@ -99,7 +99,7 @@ impl Session {
                 let mut w = WriteData::new(edtl, dlen32, fin, &self.params, now);
                 if self.budget_wait.is_empty() && self.reserve(u64::from(edtl)) {
                     reserved = u64::from(edtl);
-                    w.install(vec![0u8; edtl as usize]);
+                    w.install(IoBuf::filled(edtl as usize));
                 } else {
                     self.budget_wait.push_back(id);
                     self.arm_budget_retry(now);
@@ -111,7 +111,7 @@ impl Session {
                             early = true;
                             self.used += dlen as u64;
                             DataSink::Into {
-                                buf: vec![0u8; dlen],
+                                buf: IoBuf::filled(dlen),
                                 at: 0,
                             }
                         }
@@ -121,7 +121,7 @@ impl Session {
             }
         }
         if preset.is_some() && write {
-            stage = Stage::Ready(Vec::new());
+            stage = Stage::Ready(IoBuf::new());
             sink = None;
         }
         if immediate {
@@ -198,7 +198,7 @@ impl Session {
                         self.used += dlen as u64;
                         (
                             DataSink::Into {
-                                buf: vec![0u8; dlen],
+                                buf: IoBuf::filled(dlen),
                                 at: 0,
                             },
                             true,
@@ -223,7 +223,7 @@ impl Session {
         &mut self,
         now: Instant,
         (id, place, early, fin, command): (TaskId, Placement, bool, bool, Option<Option<u32>>),
-        buf: Option<Vec<u8>>,
+        buf: Option<IoBuf>,
         digest_ok: bool,
         dir: &dyn Directory,
     ) {

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Session {
-    pub(super) fn nop_out(&mut self, bhs: &Bhs, mut data: Vec<u8>) {
+    pub(super) fn nop_out(&mut self, bhs: &Bhs, mut data: IoBuf) {
         if bhs.ttt() != RESERVED_TAG || bhs.itt() == RESERVED_TAG {
             // The answer to our ping (any PDU already proved the initiator alive), or a
             // ping that wants no answer.
@@ -15,7 +15,7 @@ impl Session {
         b.set_lun_raw(bhs.lun_raw());
         b.set_itt(bhs.itt());
         b.set_ttt(RESERVED_TAG);
-        self.queue(OutPdu::status(b, Bytes::from(data)));
+        self.queue(OutPdu::status(b, data.into_bytes()));
     }
 
     pub(super) fn text_request(&mut self, bhs: &Bhs, data: &[u8], dir: &dyn Directory) {

@@ -39,11 +39,12 @@ pub mod write;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap as HashMap;
 
 use self::budget::BufferPool;
 use self::datain::{Answer, OutPdu, Shape, Sn};
@@ -55,6 +56,7 @@ use super::wire::bhs::decode_lun;
 use super::wire::codes::{RejectReason, async_event, logout};
 use super::wire::framer::{DataSink, Header};
 use super::wire::{Bhs, Opcode, RESERVED_TAG};
+use crate::iobuf::IoBuf;
 use crate::scsi::sense::Sense;
 use crate::scsi::{ScsiResponse, status};
 
@@ -156,7 +158,7 @@ pub struct Exec {
     /// The CDB (with an extended-CDB AHS appended).
     pub cdb: Bytes,
     /// All write data.
-    pub data_out: Vec<u8>,
+    pub data_out: IoBuf,
     /// Data-In the initiator expects (0 for non-reads).
     pub expected_in: u32,
     /// When the command arrived (an abort covers the tasks that arrived before it).
@@ -286,7 +288,7 @@ enum Stage {
     Data(WriteData),
     /// Everything present (the write data, if any); waits for delivery, order and
     /// (reads) budget.
-    Ready(Vec<u8>),
+    Ready(IoBuf),
     /// In the SCSI core.
     Executing,
     /// Its answer is queued.
@@ -365,7 +367,7 @@ pub struct Session {
     /// Tasks received ahead of ExpCmdSN, by CmdSN.
     undelivered: HashMap<u32, TaskId>,
     /// Non-task PDUs received ahead of ExpCmdSN, by CmdSN.
-    held: HashMap<u32, (Bhs, Vec<u8>)>,
+    held: HashMap<u32, (Bhs, IoBuf)>,
     /// Delivered tasks ready to start, by delivery order.
     ready: BTreeSet<(u64, TaskId)>,
     /// Tasks waiting for budget, in arrival order.
@@ -432,10 +434,10 @@ impl Session {
             limits,
             pool,
             used: 0,
-            tasks: HashMap::new(),
-            by_itt: HashMap::new(),
-            undelivered: HashMap::new(),
-            held: HashMap::new(),
+            tasks: HashMap::default(),
+            by_itt: HashMap::default(),
+            undelivered: HashMap::default(),
+            held: HashMap::default(),
             ready: BTreeSet::new(),
             budget_wait: VecDeque::new(),
             budget_retry: None,
@@ -450,7 +452,7 @@ impl Session {
             outq: VecDeque::new(),
             out_bytes: 0,
             actions: VecDeque::new(),
-            tmfs: HashMap::new(),
+            tmfs: HashMap::default(),
             last_rx: now,
             ping: None,
             pdu_deadline: None,
@@ -587,7 +589,7 @@ impl Session {
                     return (Pending::Nothing, None);
                 }
                 let sink = (dlen > 0).then(|| DataSink::Into {
-                    buf: vec![0u8; dlen],
+                    buf: IoBuf::filled(dlen),
                     at: 0,
                 });
                 (Pending::Pdu(*bhs), sink)
@@ -608,7 +610,7 @@ impl Session {
     pub fn on_data(
         &mut self,
         now: Instant,
-        buf: Option<Vec<u8>>,
+        buf: Option<IoBuf>,
         digest_ok: bool,
         dir: &dyn Directory,
     ) {
@@ -680,7 +682,7 @@ impl Session {
         }
     }
 
-    fn deliver_pdu(&mut self, now: Instant, bhs: Bhs, data: Vec<u8>, dir: &dyn Directory) {
+    fn deliver_pdu(&mut self, now: Instant, bhs: Bhs, data: IoBuf, dir: &dyn Directory) {
         match bhs.opcode() {
             Opcode::NOP_OUT => self.nop_out(&bhs, data),
             Opcode::TEXT_REQUEST => self.text_request(&bhs, &data, dir),

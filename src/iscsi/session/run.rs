@@ -74,7 +74,7 @@ impl Session {
             match &mut t.stage {
                 Stage::Data(w) => {
                     let early = w.early_bytes() as u64;
-                    w.install(vec![0u8; w.edtl() as usize]);
+                    w.install(IoBuf::filled(w.edtl() as usize));
                     // The early data now lives in the reserved buffer.
                     self.used = self.used.saturating_sub(early);
                     self.progress_write(now, id);
@@ -96,6 +96,17 @@ impl Session {
             self.grant_budget(now);
         }
         if self.ready.is_empty() {
+            return;
+        }
+        if self.ordered == 0 {
+            // No ORDERED task: every ready task may start, in delivery order.
+            while let Some(&(seq, id)) = self.ready.first() {
+                if !self.may_start(id) {
+                    break;
+                }
+                self.ready.remove(&(seq, id));
+                self.start(now, id);
+            }
             return;
         }
         let ready: Vec<(u64, TaskId)> = self.ready.iter().copied().collect();
@@ -150,7 +161,7 @@ impl Session {
         let t = self.tasks.get_mut(&id).expect("present");
         let data_out = match std::mem::replace(&mut t.stage, Stage::Executing) {
             Stage::Ready(data) => data,
-            _ => Vec::new(),
+            _ => IoBuf::new(),
         };
         self.actions.push_back(Action::Execute(Exec {
             task: id,

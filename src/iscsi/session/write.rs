@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use crate::iobuf::IoBuf;
 use crate::iscsi::login::Params;
 
 /// Why a Data-Out does not fit its command.
@@ -78,9 +79,9 @@ pub struct R2t {
 pub struct WriteData {
     edtl: u32,
     /// The whole buffer, once the memory budget granted it.
-    buf: Option<Vec<u8>>,
+    buf: Option<IoBuf>,
     /// Unsolicited data that came before the buffer existed: (offset, bytes).
-    early: Vec<(u32, Vec<u8>)>,
+    early: Vec<(u32, IoBuf)>,
     /// End of the unsolicited range while the unsolicited sequence is open.
     unsol_end: u32,
     unsol_open: bool,
@@ -158,8 +159,9 @@ impl WriteData {
         self.early.iter().map(|(_, v)| v.len()).sum()
     }
 
-    /// Installs the full buffer (zeroed, `edtl` long) and moves early data into it.
-    pub fn install(&mut self, mut buf: Vec<u8>) {
+    /// Installs the full buffer (`edtl` long; its contents do not matter: the command
+    /// runs only once Data-Out covered every byte) and moves early data into it.
+    pub fn install(&mut self, mut buf: IoBuf) {
         debug_assert_eq!(buf.len(), self.edtl as usize);
         for (off, data) in self.early.drain(..) {
             let o = off as usize;
@@ -171,22 +173,22 @@ impl WriteData {
     /// Lends the buffer out (to be filled by the receiver); `None` before [`install`].
     ///
     /// [`install`]: WriteData::install
-    pub fn lend(&mut self) -> Option<Vec<u8>> {
+    pub fn lend(&mut self) -> Option<IoBuf> {
         self.buf.take()
     }
 
     /// Takes back a lent buffer.
-    pub fn give_back(&mut self, buf: Vec<u8>) {
+    pub fn give_back(&mut self, buf: IoBuf) {
         self.buf = Some(buf);
     }
 
     /// Keeps data that came before the buffer existed.
-    pub fn keep_early(&mut self, offset: u32, data: Vec<u8>) {
+    pub fn keep_early(&mut self, offset: u32, data: IoBuf) {
         self.early.push((offset, data));
     }
 
     /// Takes the assembled data (once [`WriteData::complete`]).
-    pub fn take(&mut self) -> Vec<u8> {
+    pub fn take(&mut self) -> IoBuf {
         self.buf.take().unwrap_or_default()
     }
 

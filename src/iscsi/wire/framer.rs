@@ -16,6 +16,7 @@
 
 use super::bhs::{BHS_LEN, Bhs, DIGEST_LEN};
 use super::digest::padding;
+use crate::iobuf::IoBuf;
 
 /// Bytes read ahead of the current position (headers and small data segments).
 pub const READ_AHEAD: usize = 16 * 1024;
@@ -37,7 +38,7 @@ pub enum DataSink {
     /// Write the segment into `buf[at..at + len]` (`buf` is handed back afterwards).
     Into {
         /// The destination; `buf.len() >= at + len`, where `len` is the segment length.
-        buf: Vec<u8>,
+        buf: IoBuf,
         /// Offset of the segment's first byte in `buf`.
         at: usize,
     },
@@ -51,7 +52,7 @@ pub enum Frame {
     /// The data segment of the last header (also for a length of 0).
     Data {
         /// The sink's buffer, handed back (`None` for [`DataSink::Discard`]).
-        buf: Option<Vec<u8>>,
+        buf: Option<IoBuf>,
         /// Whether the data digest matched (always true without data digests).
         digest_ok: bool,
     },
@@ -81,7 +82,7 @@ enum State {
     AwaitSink { len: usize },
     /// Receiving a data segment.
     Data {
-        sink: Option<(Vec<u8>, usize)>,
+        sink: Option<(IoBuf, usize)>,
         len: usize,
         done: usize,
         crc: u32,
@@ -328,7 +329,7 @@ mod tests {
                         let len = h.bhs.data_segment_len();
                         cur = Some(h.bhs);
                         f.set_sink(DataSink::Into {
-                            buf: vec![0xee; len + 3],
+                            buf: vec![0xee; len + 3].into(),
                             at: 3,
                         })
                         .unwrap();
@@ -413,7 +414,7 @@ mod tests {
                     assert!(f.read_buf().is_empty(), "no reads while a sink is awaited");
                     assert!(matches!(
                         f.set_sink(DataSink::Into {
-                            buf: vec![0; 10],
+                            buf: IoBuf::zeroed(10),
                             at: 0
                         }),
                         Err(FramingError::SinkTooSmall { .. })
@@ -448,7 +449,7 @@ mod tests {
         f.filled(first);
         assert!(matches!(f.poll().unwrap(), Some(Frame::Header(_))));
         f.set_sink(DataSink::Into {
-            buf: vec![0; big.len()],
+            buf: IoBuf::zeroed(big.len()),
             at: 0,
         })
         .unwrap();
@@ -463,7 +464,7 @@ mod tests {
         dst.copy_from_slice(&wire[first..first + n]);
         f.filled(n);
         match f.poll().unwrap() {
-            Some(Frame::Data { buf, .. }) => assert_eq!(buf.unwrap(), big),
+            Some(Frame::Data { buf, .. }) => assert_eq!(&*buf.unwrap(), &big[..]),
             other => panic!("{other:?}"),
         }
     }
