@@ -11,7 +11,9 @@
 //! and go back to it when dropped, so a stream of 1 MiB commands reuses a few resident
 //! buffers instead of mapping, faulting in and unmapping fresh memory for each. The pool
 //! keeps at most [`POOL_CLASS_BYTES`] idle per class and [`POOL_BYTES`] in all; larger
-//! requests and overflow go to and from the allocator directly.
+//! requests and overflow go to and from the allocator directly. [`trim`] (the daemon calls
+//! it every few seconds) frees what stayed idle over a whole period, so memory a burst or a
+//! peer that left made resident goes back to the system.
 //!
 //! Contents: a fresh buffer is zeroed once when allocated; a recycled one holds what its
 //! last user left (data of this process, never uninitialized memory). [`IoBuf::filled`]
@@ -42,8 +44,15 @@ pub const POOL_BYTES: usize = 64 << 20;
 const UNPOOLED: u8 = u8::MAX;
 
 struct Pool {
-    free: [Mutex<Vec<NonNull<u8>>>; CLASSES],
+    free: [Mutex<Free>; CLASSES],
     idle: AtomicUsize,
+}
+
+/// The idle buffers of one class, and the fewest there were since the last [`trim`]
+/// (that many were not needed during the whole period).
+struct Free {
+    bufs: Vec<NonNull<u8>>,
+    low: usize,
 }
 
 // SAFETY: the pointers are owned, unaliased allocations only handed out under the lock.
@@ -52,7 +61,12 @@ unsafe impl Sync for Pool {}
 unsafe impl Send for Pool {}
 
 static POOL: Pool = Pool {
-    free: [const { Mutex::new(Vec::new()) }; CLASSES],
+    free: [const {
+        Mutex::new(Free {
+            bufs: Vec::new(),
+            low: 0,
+        })
+    }; CLASSES],
     idle: AtomicUsize::new(0),
 };
 
@@ -80,10 +94,31 @@ fn allocate(size: usize) -> NonNull<u8> {
     NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(l))
 }
 
-fn lock(class: u8) -> std::sync::MutexGuard<'static, Vec<NonNull<u8>>> {
+fn lock(class: u8) -> std::sync::MutexGuard<'static, Free> {
     POOL.free[usize::from(class)]
         .lock()
         .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Frees the buffers no one took since the previous call (each class's low-water mark) and
+/// returns how many bytes went back to the allocator. Called periodically, it bounds how
+/// long idle memory stays resident to two periods.
+pub fn trim() -> usize {
+    (0..CLASSES as u8).map(trim_class).sum()
+}
+
+fn trim_class(class: u8) -> usize {
+    let size = class_size(class);
+    let mut free = lock(class);
+    let n = free.low.min(free.bufs.len());
+    for p in free.bufs.drain(..n) {
+        // SAFETY: allocated in `allocate` with the class size, owned by the pool.
+        unsafe { dealloc(p.as_ptr(), layout(size)) };
+    }
+    free.low = free.bufs.len();
+    drop(free);
+    POOL.idle.fetch_sub(n * size, Ordering::Relaxed);
+    n * size
 }
 
 /// Bytes held idle by the pool now.
@@ -126,7 +161,12 @@ pub fn io_buffer(cap: usize) -> IoBuf {
     }
     match class_of(cap) {
         Some(class) => {
-            let recycled = lock(class).pop();
+            let recycled = {
+                let mut free = lock(class);
+                let p = free.bufs.pop();
+                free.low = free.low.min(free.bufs.len());
+                p
+            };
             let ptr = match recycled {
                 Some(p) => {
                     POOL.idle.fetch_sub(class_size(class), Ordering::Relaxed);
@@ -312,9 +352,9 @@ impl Drop for IoBuf {
             let size = class_size(self.class);
             let kept = POOL.idle.load(Ordering::Relaxed) + size <= POOL_BYTES && {
                 let mut free = lock(self.class);
-                let room = (free.len() + 1) * size <= POOL_CLASS_BYTES;
+                let room = (free.bufs.len() + 1) * size <= POOL_CLASS_BYTES;
                 if room {
-                    free.push(self.ptr);
+                    free.bufs.push(self.ptr);
                 }
                 room
             };
@@ -388,8 +428,30 @@ mod tests {
             .map(|_| IoBuf::filled(65536))
             .collect();
         drop(bufs);
-        assert!(lock(class_of(65536).unwrap()).len() * 65536 <= POOL_CLASS_BYTES);
+        assert!(lock(class_of(65536).unwrap()).bufs.len() * 65536 <= POOL_CLASS_BYTES);
         assert!(pool_idle_bytes() <= POOL_BYTES);
+    }
+
+    #[test]
+    fn trim_frees_what_stayed_idle_for_a_whole_period() {
+        // The 4 MiB class, used by no other test.
+        let n = (4 << 20) - 100;
+        let class = class_of(n).unwrap();
+        let bufs: Vec<IoBuf> = (0..4).map(|_| IoBuf::filled(n)).collect();
+        drop(bufs);
+        assert_eq!(lock(class).bufs.len(), 4, "back in the pool");
+        // Taken during the period: only what was never taken is freed.
+        trim_class(class);
+        let one = IoBuf::filled(n);
+        assert_eq!(
+            trim_class(class),
+            3 * (4 << 20),
+            "three stayed idle all period"
+        );
+        drop(one);
+        assert_eq!(trim_class(class), 0, "the one in use was needed");
+        assert_eq!(trim_class(class), 4 << 20, "and is freed a period later");
+        assert!(lock(class).bufs.is_empty());
     }
 
     #[test]

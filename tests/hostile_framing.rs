@@ -320,7 +320,6 @@ fn trickle(
 }
 
 #[test]
-#[ignore = "open (lead's call): during login the PDU deadline does not apply, the login timeout bounds a trickling peer"]
 fn defect4_slowloris_login_one_byte_per_second() {
     // The PDU deadline (2 s) applies during login too: the login timeout (60 s here) is
     // not what bounds a trickling peer.

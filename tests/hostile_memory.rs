@@ -227,6 +227,8 @@ fn budget_case(
         BUDGET >> 20,
         VM_SLACK >> 20
     );
+    // The peer leaves: both handles of its socket (the pusher holds a clone).
+    drop(p);
     drop(s);
     assert_rss_returns(&d, &b, what);
     w.finish();

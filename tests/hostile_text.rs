@@ -339,7 +339,6 @@ fn random_cdbs_of_every_opcode_always_get_a_scsi_response() {
 }
 
 #[test]
-#[ignore = "open: login responses ignore the 8192-byte login MRDSL (one 140 kB PDU; not fixed by the session core)"]
 fn login_responses_never_exceed_the_8192_byte_login_default() {
     // Until MaxRecvDataSegmentLength is negotiated, the initiator accepts 8192 bytes per
     // PDU (RFC 7143 §13.12). A long answer (7000 NotUnderstood keys) must be split with

@@ -1,7 +1,8 @@
 //! Backstore upkeep, one task for the daemon: every second the health summaries are
 //! flushed and offline backstores are retried (backoff 1 s doubling to 5 s, so a device
 //! that appears is served within seconds, without a restart); every 5 s sizes are re-read
-//! (online resize) and vanished files or devices are taken offline.
+//! (online resize) and vanished files or devices are taken offline, and the I/O buffer pool
+//! returns what stayed idle since the previous check ([`crate::iobuf::trim`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +51,7 @@ async fn run(ctx: Arc<ServerCtx>) {
         }
         if refresh {
             last_refresh = now;
+            crate::iobuf::trim();
         }
         let c = ctx.clone();
         let r = reg.clone();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Instant;
 
 use super::ServerCtx;
 use super::admission::Slot;
@@ -279,9 +280,12 @@ enum ReadError {
     Io(String),
 }
 
-/// Reads the next Login Request (header and data).
-async fn next_request(p: &mut Phase) -> Result<(Bhs, Vec<u8>), ReadError> {
+/// Reads the next Login Request (header and data). Once a PDU has begun it must be whole
+/// within `pdu_limit` (`daemon.pdu_timeout_secs`), as in the full feature phase: a peer
+/// trickling bytes does not keep its login slot until the login timeout.
+async fn next_request(p: &mut Phase, pdu_limit: Duration) -> Result<(Bhs, Vec<u8>), ReadError> {
     let mut header: Option<Bhs> = None;
+    let mut deadline = p.framer.in_pdu().then(|| Instant::now() + pdu_limit);
     loop {
         loop {
             match p.framer.poll().map_err(|e| ReadError::Io(e.to_string()))? {
@@ -309,19 +313,31 @@ async fn next_request(p: &mut Phase) -> Result<(Bhs, Vec<u8>), ReadError> {
                 None => break,
             }
         }
-        let n =
-            p.rd.read(p.framer.read_buf())
-                .await
-                .map_err(|e| ReadError::Io(e.to_string()))?;
+        let read = p.rd.read(p.framer.read_buf());
+        let n = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(ReadError::Io(format!(
+                        "login PDU not complete within {}s (daemon.pdu_timeout_secs)",
+                        pdu_limit.as_secs()
+                    )));
+                }
+            },
+            None => read.await,
+        }
+        .map_err(|e| ReadError::Io(e.to_string()))?;
         if n == 0 {
             return Err(ReadError::Io("closed".into()));
         }
         p.framer.filled(n);
+        deadline.get_or_insert_with(|| Instant::now() + pdu_limit);
     }
 }
 
 async fn login(mut p: Phase, registry: &Registry, ctx: &ServerCtx) -> Result<Done, String> {
     let depth = registry.config.iscsi.queue_depth;
+    let pdu_limit = Duration::from_secs(u64::from(registry.config.daemon.pdu_timeout_secs.max(1)));
     let mut login = Login::new(registry.offer.clone(), p.peer.ip());
     let gate = Gate {
         registry,
@@ -331,7 +347,7 @@ async fn login(mut p: Phase, registry: &Registry, ctx: &ServerCtx) -> Result<Don
     };
     let mut statsn: Option<u32> = None;
     loop {
-        let (bhs, data) = match next_request(&mut p).await {
+        let (bhs, data) = match next_request(&mut p, pdu_limit).await {
             Ok(x) => x,
             Err(ReadError::Io(e)) => return Err(e),
             Err(ReadError::Invalid(bad, why)) => {

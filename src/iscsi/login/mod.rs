@@ -196,10 +196,16 @@ pub struct Login {
     chap: Option<ChapState>,
     authenticated: Option<chap::ChapAlgorithm>,
     partial: Vec<u8>,
+    /// A response longer than one login PDU and how much of its text was sent.
+    held: Option<(LoginStep, usize)>,
     declared_mrdsl: bool,
     peer: IpAddr,
     random: fn(&mut [u8]),
 }
+
+/// The most text one Login Response carries: until the full feature phase the initiator
+/// accepts the default MaxRecvDataSegmentLength (RFC 7143 §13.12).
+pub const LOGIN_SEGMENT: usize = 8192;
 
 fn os_random(buf: &mut [u8]) {
     // getrandom only fails when the OS has no entropy source at all; then refuse to run
@@ -229,6 +235,7 @@ impl Login {
             chap: None,
             authenticated: None,
             partial: Vec::new(),
+            held: None,
             declared_mrdsl: false,
             peer,
             random,
@@ -273,8 +280,62 @@ impl Login {
         LoginStep::Fail(r, why.into())
     }
 
-    /// Handles one Login Request (header fields and data segment).
+    /// Handles one Login Request (header fields and data segment). A response whose text
+    /// is longer than [`LOGIN_SEGMENT`] goes out in pieces with the C bit; the initiator
+    /// asks for each next piece with an empty Login Request (RFC 7143, Login Response C bit), and
+    /// the outcome (stage transition, full feature phase) comes with the last piece.
     pub fn step(&mut self, req: &LoginRequest, data: &[u8], policy: &dyn LoginPolicy) -> LoginStep {
+        if let Some((held, from)) = self.held.take() {
+            if !data.is_empty() || req.cont {
+                return self.fail(
+                    req,
+                    LoginStatus::INITIATOR_ERROR,
+                    "login text sent while the target's response was continued",
+                );
+            }
+            return self.piece(held, from, req.itt);
+        }
+        let step = self.answer(req, data, policy);
+        self.piece(step, 0, req.itt)
+    }
+
+    /// The part of `step`'s response text from `from`: all of it (with the step's outcome)
+    /// when it fits in one PDU, else one [`LOGIN_SEGMENT`] with C=1 and T=0, the rest held.
+    fn piece(&mut self, step: LoginStep, from: usize, itt: u32) -> LoginStep {
+        let reply = match &step {
+            LoginStep::Continue(r) | LoginStep::Complete(r, _) => r,
+            LoginStep::Fail(..) => return step,
+        };
+        let rest = reply.data.len() - from;
+        if rest <= LOGIN_SEGMENT {
+            if from == 0 {
+                return step;
+            }
+            let cut = |mut r: LoginReply| {
+                r.data.drain(..from);
+                r.bhs.set_data_segment_len(r.data.len());
+                r.bhs.set_itt(itt);
+                r
+            };
+            return match step {
+                LoginStep::Continue(r) => LoginStep::Continue(cut(r)),
+                LoginStep::Complete(r, neg) => LoginStep::Complete(cut(r), neg),
+                fail => fail,
+            };
+        }
+        let mut part = LoginReply {
+            bhs: reply.bhs,
+            data: reply.data[from..from + LOGIN_SEGMENT].to_vec(),
+        };
+        // Continue: CSG kept, T and NSG cleared (a continued response does not transit).
+        part.bhs.set_flags((reply.bhs.flags() & 0x0c) | 0x40);
+        part.bhs.set_data_segment_len(LOGIN_SEGMENT);
+        part.bhs.set_itt(itt);
+        self.held = Some((step, from + LOGIN_SEGMENT));
+        LoginStep::Continue(part)
+    }
+
+    fn answer(&mut self, req: &LoginRequest, data: &[u8], policy: &dyn LoginPolicy) -> LoginStep {
         if req.version_min > 0 {
             return self.fail(
                 req,

@@ -292,3 +292,73 @@ fn random_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn a_long_response_goes_out_in_continued_pieces_and_transits_with_the_last() {
+    // 3000 unknown keys, sent in one operational-stage request straight to full feature:
+    // each answer is `X-k...=NotUnderstood`, far more than one 8192-byte login PDU.
+    let p = Policy(AuthRequirement::None);
+    let mut l = login();
+    let mut pairs: Vec<(String, String)> = HELLO
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    pairs.extend((0..3000).map(|i| (format!("X-k{i}"), "1".to_string())));
+    let mut t = TextPairs::default();
+    for (k, v) in &pairs {
+        t.push(k.as_str(), v.as_str());
+    }
+    let mut step = l.step(&req(1, 3, true), &t.encode(), &p);
+    let mut text = Vec::new();
+    let mut pieces = 0;
+    let neg = loop {
+        pieces += 1;
+        assert!(pieces < 100, "endless continuation");
+        match step {
+            LoginStep::Continue(r) => {
+                assert!(r.data.len() <= LOGIN_SEGMENT, "{} bytes", r.data.len());
+                assert_eq!(r.bhs.flags(), 0x44, "C=1, T=0, CSG=1 while continued");
+                text.extend_from_slice(&r.data);
+                let mut next = req(1, 3, true);
+                next.itt = 8 + pieces;
+                step = l.step(&next, &[], &p);
+            }
+            LoginStep::Complete(r, neg) => {
+                assert!(r.data.len() <= LOGIN_SEGMENT);
+                assert_eq!(r.bhs.flags(), 0x87, "T=1, CSG=1, NSG=3 on the last piece");
+                assert_eq!(r.bhs.itt(), 8 + pieces - 1, "answers the request it got");
+                text.extend_from_slice(&r.data);
+                break neg;
+            }
+            LoginStep::Fail(_, why) => panic!("login failed: {why}"),
+        }
+    };
+    assert!(pieces > 5, "{pieces} pieces");
+    assert!(!neg.discovery);
+    let got = TextPairs::parse(&text).unwrap();
+    assert_eq!(got.get("X-k0"), Some("NotUnderstood"));
+    assert_eq!(
+        got.get("X-k2999"),
+        Some("NotUnderstood"),
+        "nothing lost at the cuts"
+    );
+}
+
+#[test]
+fn text_sent_while_the_response_is_continued_fails_the_login() {
+    let p = Policy(AuthRequirement::None);
+    let mut l = login();
+    let mut t = TextPairs::default();
+    for (k, v) in HELLO {
+        t.push(*k, *v);
+    }
+    for i in 0..2000 {
+        t.push(format!("X-k{i}").as_str(), "1");
+    }
+    let LoginStep::Continue(r) = l.step(&req(1, 3, true), &t.encode(), &p) else {
+        panic!("a first piece");
+    };
+    assert_eq!(r.bhs.flags() & 0x40, 0x40);
+    let step = l.step(&req(1, 3, true), &text(&[("MaxBurstLength", "65536")]), &p);
+    assert!(matches!(step, LoginStep::Fail(..)), "{step:?}");
+}
