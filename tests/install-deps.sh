@@ -19,6 +19,8 @@ PKGS=(
   nix-bin
   # man pages: render them (man -l, groff), verify the installed systemd unit
   man-db groff-base systemd
+  # the instruction-count guard (tests/perf-guard.sh)
+  valgrind
   # shell script checks
   shellcheck
 )

@@ -47,6 +47,7 @@ run "shellcheck" tests/shellcheck.sh
 run "qemu-img iscsi:// round trip" tests/peers/qemu-img-roundtrip.sh
 run "acknowledged writes survive kill -9 of the daemon and a power cut" tests/peers/crash-durability.sh
 run "late block device comes online by itself; a second daemon is refused (loop)" tests/peers/late-backstore.sh
+run "instructions per command within 10 % of the baseline (callgrind)" tests/perf-guard.sh
 run "fuzz targets, 60 s each (cargo-fuzz, fuzz/)" tests/fuzz.sh
 run "libiscsi iscsi-test-cu (expected-pass list)" tests/peers/libiscsi-suite.sh
 run "libiscsi with CHAP and mutual CHAP" tests/peers/libiscsi-chap.sh
