@@ -93,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
                         DataSink::Discard
                     } else {
                         DataSink::Into {
-                            buf: vec![0xee; len + 3],
+                            buf: vec![0xee; len + 3].into(),
                             at: 3,
                         }
                     };

@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
             ScsiCommand {
                 lun,
                 cdb,
-                data_out,
+                data_out: data_out.into(),
                 expected_in,
             },
         ));
