@@ -142,6 +142,12 @@ struct Tracking {
     unflushed: RangeSet,
 }
 
+/// The largest read or write of a memory backstore (ramdisk, tmpfs) served in the caller's
+/// task; a larger one is a long copy, and on the blocking pool it overlaps with the
+/// connection's sends (1 MiB sequential reads at qd8: 1.16x the old binary's instead of
+/// 0.87x when copied inline). Page-cache attempts with RWF_NOWAIT keep the same limit.
+const INLINE_MAX: usize = 128 * 1024;
+
 /// An open backstore. Cheap to share (`Arc`); every method takes `&self`.
 #[derive(Debug)]
 pub struct Backstore {
@@ -409,6 +415,20 @@ impl Backstore {
         if self.inline {
             return f(&self.file);
         }
+        self.offload(f).await
+    }
+
+    /// Whether a transfer of `len` bytes runs in the caller's task (memory, small).
+    fn inline_for(&self, len: usize) -> bool {
+        self.inline && len <= INLINE_MAX
+    }
+
+    /// Runs `f` on the file on the blocking pool.
+    async fn offload<T, F>(&self, f: F) -> std::io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&File) -> std::io::Result<T> + Send + 'static,
+    {
         let file = Arc::clone(&self.file);
         match tokio::task::spawn_blocking(move || f(&file)).await {
             Ok(r) => r,
@@ -483,11 +503,11 @@ impl Backstore {
             return Err(BackstoreError::Read(e));
         }
         let mut buf = io_buffer(len);
-        if self.inline {
+        if self.inline_for(len) {
             read_into(&self.file, &mut buf, offset, 0).map_err(BackstoreError::Read)?;
             return Ok(buf.into_bytes());
         }
-        if self.nowait_reads.load(Ordering::Relaxed) {
+        if !self.inline && len <= INLINE_MAX && self.nowait_reads.load(Ordering::Relaxed) {
             // What the page cache holds, without waiting; the rest below.
             match read_into(&self.file, &mut buf, offset, libc::RWF_NOWAIT) {
                 Ok(()) => return Ok(buf.into_bytes()),
@@ -498,7 +518,7 @@ impl Backstore {
                 Err(e) => return Err(BackstoreError::Read(e)),
             }
         }
-        self.run(move |f| {
+        self.offload(move |f| {
             read_into(f, &mut buf, offset, 0)?;
             Ok(buf.into_bytes())
         })
@@ -543,7 +563,11 @@ impl Backstore {
         }
         let flags = if dsync { libc::RWF_DSYNC } else { 0 };
         let mut done = 0;
-        if !self.inline && !durable && self.nowait_writes.load(Ordering::Relaxed) {
+        if !self.inline
+            && !durable
+            && data.len() <= INLINE_MAX
+            && self.nowait_writes.load(Ordering::Relaxed)
+        {
             // Into the page cache without waiting where the file system can; the rest
             // (a page to allocate, a lock to take, writeback throttling) below.
             match write_some(&self.file, &data, offset, libc::RWF_NOWAIT) {
@@ -560,10 +584,10 @@ impl Backstore {
         }
         let r = if done == data.len() {
             Ok(())
-        } else if self.inline {
+        } else if self.inline_for(data.len()) {
             write_all(&self.file, &data[done..], offset + done as u64, flags)
         } else {
-            self.run(move |f| write_all(f, &data[done..], offset + done as u64, flags))
+            self.offload(move |f| write_all(f, &data[done..], offset + done as u64, flags))
                 .await
         };
         self.written(offset, len, r.is_ok(), durable);
