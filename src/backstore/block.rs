@@ -8,7 +8,8 @@ use std::path::Path;
 
 use super::claim::{self, Key};
 use super::{
-    BackstoreError, BackstoreSpec, CacheMode, OpenOptions, Opened, open_flags, open_rw, sysfs,
+    BackstoreError, BackstoreSpec, CacheMode, OpenOptions, Opened, open_error, open_flags, open_rw,
+    sysfs,
 };
 
 nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
@@ -26,11 +27,7 @@ pub(super) fn open(
     opts: &OpenOptions,
 ) -> Result<Opened, BackstoreError> {
     let name = &spec.name;
-    // The path goes into the message (what `status` and the log show).
-    let open_err = |e: io::Error| BackstoreError::Open {
-        name: name.clone(),
-        source: io::Error::new(e.kind(), format!("{}: {e}", path.display())),
-    };
+    let open_err = &open_error(name, path);
     let meta = std::fs::metadata(path).map_err(open_err)?;
     if !meta.file_type().is_block_device() {
         return Err(BackstoreError::Invalid {

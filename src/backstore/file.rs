@@ -9,8 +9,8 @@ use std::path::Path;
 
 use super::claim::{self, Key};
 use super::{
-    BackstoreError, BackstoreSpec, CacheMode, Extent, OpenOptions, Opened, open_flags, open_rw,
-    sysfs,
+    BackstoreError, BackstoreSpec, CacheMode, Extent, OpenOptions, Opened, open_error, open_flags,
+    open_rw, sysfs,
 };
 
 /// Opens or creates the file at `path`, locks it, grows it to the configured size when it
@@ -22,11 +22,7 @@ pub(super) fn open(
     opts: &OpenOptions,
 ) -> Result<Opened, BackstoreError> {
     let name = &spec.name;
-    // The path goes into the message (what `status` and the log show).
-    let open_err = |e: io::Error| BackstoreError::Open {
-        name: name.clone(),
-        source: io::Error::new(e.kind(), format!("{}: {e}", path.display())),
-    };
+    let open_err = &open_error(name, path);
     let exists = match std::fs::metadata(path) {
         Ok(_) => true,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,

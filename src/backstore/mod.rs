@@ -799,6 +799,16 @@ fn is_memory(file: &File) -> bool {
 }
 
 /// Opens `path` with `flags`, as `std` would (read-write, close-on-exec).
+/// The error of opening backstore `name` at `path`, with the path in the message (what
+/// `status` and the log show).
+fn open_error(name: &str, path: &Path) -> impl Fn(std::io::Error) -> BackstoreError {
+    let (name, path) = (name.to_string(), path.display().to_string());
+    move |e| BackstoreError::Open {
+        name: name.clone(),
+        source: std::io::Error::new(e.kind(), format!("{path}: {e}")),
+    }
+}
+
 fn open_rw(path: &Path, flags: libc::c_int, create: bool) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
