@@ -2,7 +2,6 @@
 //! targetcli user makes (backstore, target, LUN, ACL, CHAP, saveconfig), then a restart
 //! from the saved file reproduces the same `status --json`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -19,14 +18,6 @@ impl Drop for Daemon {
         );
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start(config: &Path, socket: &Path) -> Daemon {
@@ -92,7 +83,7 @@ fn targetcli_workflow_then_saveconfig_and_restart() {
         &config,
         format!(
             "[daemon]\nportals = [\"127.0.0.1:{}\"]\nstate_dir = \"{}\"\ncontrol_socket = \"{}\"\n",
-            free_port(),
+            support::free_port(),
             d.join("state").display(),
             socket.display()
         ),

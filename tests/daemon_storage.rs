@@ -1,10 +1,11 @@
 //! The daemon binary and its storage: a second daemon on the same file is refused with a
 //! message naming the file and who holds it; `--check` never opens a device or file.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
 
 struct Daemon(Child);
 
@@ -18,14 +19,6 @@ impl Drop for Daemon {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(dir: &Path, name: &str, backstore: &str) -> std::path::PathBuf {
     let p = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -34,7 +27,7 @@ fn config(dir: &Path, name: &str, backstore: &str) -> std::path::PathBuf {
             "[daemon]\nportals = [\"127.0.0.1:{}\"]\nstate_dir = \"{}\"\ncontrol_socket = \"{}\"\n\
              {backstore}\n[targets.\"iqn.2026-11.org.example:{name}\"]\n\
              luns = [{{ lun = 0, backstore = \"disk\" }}]\ndemo_mode = true\n",
-            free_port(),
+            support::free_port(),
             dir.join(format!("state-{name}")).display(),
             dir.join(format!("{name}.sock")).display()
         ),
