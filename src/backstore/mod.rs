@@ -785,9 +785,14 @@ fn write_all(f: &File, data: &[u8], offset: u64, flags: libc::c_int) -> std::io:
     Ok(())
 }
 
-/// Whether `file` lives on a file system whose storage is memory (tmpfs, ramfs): its
-/// I/O never waits for a device.
+/// Whether `file` is a regular file on a file system whose storage is memory (tmpfs,
+/// ramfs): its I/O never waits for a device. A device node is never memory, although
+/// `/dev` itself is a devtmpfs that `fstatfs` reports as tmpfs: a read of `/dev/md0`
+/// waits for the disks and must not run in a connection's task.
 fn is_memory(file: &File) -> bool {
+    if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
+        return false;
+    }
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: fstatfs writes one statfs into the valid pointer.
     if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {

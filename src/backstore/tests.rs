@@ -308,3 +308,16 @@ async fn write_back_data_whose_flush_failed_is_refused() {
     assert!(b.flush().await.is_err());
     assert!(b.read(131072, 512).await.is_ok());
 }
+
+/// `/dev` is a devtmpfs, which `fstatfs` reports with tmpfs's magic: a device node there
+/// (md, LVM, a loop device) once counted as memory, so its O_DIRECT reads ran in the
+/// connection's task, one at a time, stalling every other connection of that worker.
+#[test]
+fn only_regular_files_on_tmpfs_are_memory() {
+    let dev = File::open("/dev/null").unwrap();
+    assert!(!super::is_memory(&dev), "a device node is not memory");
+    if std::path::Path::new("/dev/shm").is_dir() {
+        let f = tempfile::tempfile_in("/dev/shm").unwrap();
+        assert!(super::is_memory(&f), "a file on tmpfs is memory");
+    }
+}
