@@ -322,11 +322,25 @@ if want loop; then
     peers_start rustiscsi ours "${dev[@]}" --write-cache
     peers_start tgt ref "$tgt_mode" "${dev[@]}"
     peers_start tgt noise "$tgt_mode" "${dev[@]}"
-    warm ours ref noise
-    run_cells loop "ours ref noise" "${workloads[@]}"
-    stop_all ours ref noise
-    losetup -d "$loop_dev"
-    rm -f "$loop_file"
+    loop_peers="ours ref noise"
+    if [[ $loop_cache = direct ]]; then
+        # Issue 14's before and after in the same run: rustiscsid buffered (as block
+        # backstores were before O_DIRECT) on a second loop device of the same kind, since
+        # a daemon opens its block device O_EXCL.
+        loop_file2=/dev/shm/rustiscsi-bench-$$-2.img
+        peers_make_backing "$loop_file2" "$size"
+        loop_dev2=$(losetup -f --show "$loop_file2")
+        trap 'peers_cleanup; losetup -d "$loop_dev" "$loop_dev2" 2>/dev/null; rm -f "$loop_file" "$loop_file2"' EXIT
+        peers_start rustiscsi buf --device "$loop_dev2" --cache buffered --write-cache
+        loop_peers+=" buf"
+    fi
+    # shellcheck disable=SC2086 # a list of peer names
+    warm $loop_peers
+    run_cells loop "$loop_peers" "${workloads[@]}"
+    # shellcheck disable=SC2086
+    stop_all $loop_peers
+    losetup -d "$loop_dev" ${loop_dev2:+"$loop_dev2"}
+    rm -f "$loop_file" ${loop_file2:+"$loop_file2"}
     trap peers_cleanup EXIT
 fi
 
@@ -426,8 +440,15 @@ report() {
     if want loop; then
         echo
         echo "== loop device (ours: rustiscsid block, cache = $loop_cache, write_cache = true; ref and noise: tgt rdwr$([[ $loop_cache = direct ]] && echo ", bsoflags=direct"))"
-        table loop "ours:ours ref:tgt noise:tgt2"
+        if [[ $loop_cache = direct ]]; then
+            echo "   (buffered: rustiscsid block, cache = buffered, on a second loop device: issue 14's before)"
+            table loop "ours:ours ref:tgt noise:tgt2 buf:buffered"
+        else
+            table loop "ours:ours ref:tgt noise:tgt2"
+        fi
         echo "geometric mean over the first $geo_n: ours/tgt $(geo loop ours ref), tgt2/tgt $(geo loop noise ref) (noise floor)"
+        [[ $loop_cache = direct ]] &&
+            echo "direct/buffered (O_DIRECT after/before): $(geo loop ours buf); buffered/tgt $(geo loop buf ref)"
     fi
     if want sessions; then
         echo
