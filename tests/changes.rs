@@ -842,3 +842,209 @@ fn portal_groups_answer_on_their_own_portals() {
     let e = login(&format!("127.0.0.1:{p2}"), INI, Some(IQN), 3, None).err();
     assert_eq!(e, Some((3, 1)));
 }
+
+#[test]
+fn acl_add_with_chap_is_one_change_and_its_report_is_true() {
+    let d = Daemon::start_with(
+        &format!("{RAM}[targets.\"{IQN}\"]\nluns = [{{ lun = 0, backstore = \"disk0\" }}]\n"),
+        &[],
+    );
+    let portal = format!("127.0.0.1:{}", d.port);
+    let s = secret(d.dir.path(), "c1", "client1-secret16", 0o600);
+    let sp = s.to_str().unwrap();
+    let add = |extra: &[&str], ini: &str, file: &str| {
+        let mut a: Vec<&str> = extra.to_vec();
+        a.extend([
+            "acl",
+            "add",
+            IQN,
+            ini,
+            "--chap-user",
+            "client1",
+            "--chap-password-file",
+            file,
+        ]);
+        d.cli(&a)
+    };
+    let rev = |d: &Daemon| d.status()["revision"].as_u64().unwrap();
+    let r0 = rev(&d);
+
+    // The prediction: one ACL added, nothing else (no second step changing it).
+    let o = add(&["--json", "--dry-run"], INI, sp);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let p: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(p["dry_run"], true);
+    assert_eq!(p["plan"]["acls_added"][0]["initiator"], INI, "{p}");
+    assert_eq!(p["plan"]["acls_added"].as_array().unwrap().len(), 1);
+    assert!(
+        p["plan"]["acls_changed"].as_array().unwrap().is_empty(),
+        "{p}"
+    );
+    assert_eq!(rev(&d), r0, "a dry run changes nothing");
+
+    // For real: the report names both halves and the one revision it made.
+    let o = add(&[], INI, sp);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "added ACL {INI} to {IQN} (every LUN); set CHAP on ACL {INI} of {IQN}"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!("revision {}", r0 + 1)),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(rev(&d), r0 + 1, "one change, one revision");
+    // What the daemon runs is what was reported.
+    let st = d.status();
+    let acl = &st["targets"][0]["acls"][0];
+    assert_eq!(acl["initiator"], INI, "{st}");
+    assert_eq!(acl["chap_user"], "client1", "{st}");
+    assert_eq!(acl["mapped_luns"][0]["lun"], 0, "{st}");
+    let c = d.config();
+    let chap = &c["targets"][IQN]["acls"][INI]["chap"];
+    assert_eq!(chap["user"], "client1");
+    assert_eq!(chap["password_file"], sp);
+    // CHAP is asked from the first login on: without it (or with a wrong secret) refused.
+    assert!(login(&portal, INI, Some(IQN), 1, None).is_err());
+    assert!(
+        login(
+            &portal,
+            INI,
+            Some(IQN),
+            2,
+            Some(("client1", "wrong-secret-xyz"))
+        )
+        .is_err()
+    );
+    login(
+        &portal,
+        INI,
+        Some(IQN),
+        3,
+        Some(("client1", "client1-secret16")),
+    )
+    .expect("CHAP login with the credentials given to acl add");
+
+    // Failures change nothing and say why, with a non-zero exit.
+    let before = d.config();
+    let other = "iqn.2026-11.org.example:second";
+    let missing = d.path("no-such.secret");
+    let o = add(&[], other, missing.to_str().unwrap());
+    assert_ne!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(missing.to_str().unwrap()),
+        "the message names the file: {}",
+        stderr(&o)
+    );
+    // A secret file that is a directory cannot be read either.
+    let o = add(&[], other, d.dir.path().to_str().unwrap());
+    assert_ne!(code(&o), 0, "{}", stderr(&o));
+    // The ACL exists already: refused before anything else, its CHAP kept.
+    let s2 = secret(d.dir.path(), "c2", "another-secret-77", 0o600);
+    let o = d.cli(&[
+        "acl",
+        "add",
+        IQN,
+        INI,
+        "--chap-user",
+        "intruder",
+        "--chap-password-file",
+        s2.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("target {IQN} already has an ACL for {INI}")),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        d.config(),
+        before,
+        "no failed acl add changed the configuration"
+    );
+    assert_eq!(rev(&d), r0 + 1, "no failed acl add made a revision");
+    assert!(d.config()["targets"][IQN]["acls"].get(other).is_none());
+    login(
+        &portal,
+        INI,
+        Some(IQN),
+        4,
+        Some(("client1", "client1-secret16")),
+    )
+    .expect("the first credentials still work");
+}
+
+#[test]
+fn demo_mode_set_as_a_target_attribute() {
+    let d = Daemon::start_with(
+        &format!("{RAM}[targets.\"{IQN}\"]\nluns = [{{ lun = 0, backstore = \"disk0\" }}]\n"),
+        &[],
+    );
+    let portal = format!("127.0.0.1:{}", d.port);
+    let tpg = format!("/iscsi/{IQN}/tpg1");
+    let stranger = "iqn.2026-11.org.example:stranger";
+    assert!(
+        login(&portal, stranger, Some(IQN), 1, None).is_err(),
+        "no ACL, no demo mode: refused"
+    );
+    assert!(
+        d.ok(&["get", &tpg, "attribute", "generate_node_acls"])
+            .contains("generate_node_acls=0")
+    );
+    // targetcli's name, through `rustiscsi set`.
+    let r = d.json(&["set", &tpg, "attribute", "generate_node_acls=1"]);
+    assert_eq!(r["plan"]["targets_changed"][0], IQN, "{r}");
+    assert_eq!(d.config()["targets"][IQN]["demo_mode"], true);
+    assert!(
+        d.ok(&["get", &tpg, "attribute", "generate_node_acls"])
+            .contains("generate_node_acls=1")
+    );
+    let s = login(&portal, stranger, Some(IQN), 2, None).expect("demo mode admits any initiator");
+    let v = d.json(&["sessions"]);
+    let mine = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["tsih"] == s.tsih)
+        .unwrap();
+    assert_eq!(mine["initiator"], stranger);
+    assert_eq!(mine["mapped_luns"][0]["backstore"], "disk0", "{v}");
+    assert_eq!(mine["mapped_luns"][0]["read_only"], false, "{v}");
+    drop(s);
+    // Write-protected demo mode: new demo sessions see the LUN read-only.
+    d.ok(&["set", &tpg, "attribute", "demo_mode_write_protect=1"]);
+    let s = login(&portal, stranger, Some(IQN), 3, None).expect("demo login");
+    let v = d.json(&["sessions"]);
+    let mine = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["tsih"] == s.tsih)
+        .unwrap();
+    assert_eq!(mine["mapped_luns"][0]["read_only"], true, "{v}");
+    // Demo mode and ACLs together are refused here (which one would decide?), clearly.
+    let o = d.cli(&["acl", "add", IQN, INI]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("demo_mode = true with ACLs"),
+        "{}",
+        stderr(&o)
+    );
+    // Our name for it, through the shell's verbs: off again, the demo session is logged
+    // out and a new one refused.
+    let r = d.json(&["shell", &tpg, "set", "attribute", "demo_mode=0"]);
+    assert!(
+        r["plan"]["sessions_logged_out"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["tsih"] == s.tsih),
+        "{r}"
+    );
+    assert_eq!(d.config()["targets"][IQN]["demo_mode"], false);
+    assert!(login(&portal, stranger, Some(IQN), 4, None).is_err());
+}

@@ -217,85 +217,11 @@ fn targetcli_workflow_then_saveconfig_and_restart() {
 
 mod support;
 
-/// A child on a pseudo-terminal: what it prints is collected, lines are typed into it.
-struct Pty {
-    master: std::fs::File,
-    child: Child,
-    seen: String,
-}
-
-impl Pty {
-    fn spawn(cmd: &mut Command) -> Pty {
-        use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
-        let pty = nix::pty::openpty(None, None).unwrap();
-        let slave = pty.slave.into_raw_fd();
-        // SAFETY: each Stdio takes its own duplicate of the slave fd.
-        let io = || unsafe {
-            std::process::Stdio::from_raw_fd(
-                nix::unistd::dup(std::os::fd::BorrowedFd::borrow_raw(slave))
-                    .unwrap()
-                    .into_raw_fd(),
-            )
-        };
-        let child = cmd.stdin(io()).stdout(io()).stderr(io()).spawn().unwrap();
-        let _ = nix::unistd::close(slave);
-        let master: std::fs::File = pty.master.into();
-        let fd = master.as_raw_fd();
-        let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL).unwrap();
-        let _ = fd;
-        nix::fcntl::fcntl(
-            &master,
-            nix::fcntl::FcntlArg::F_SETFL(
-                nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
-            ),
-        )
-        .unwrap();
-        Pty {
-            master,
-            child,
-            seen: String::new(),
-        }
-    }
-
-    /// Reads until `want` shows up (generous bound for a loaded machine).
-    fn expect(&mut self, want: &str) {
-        use std::io::Read;
-        let t0 = Instant::now();
-        loop {
-            let mut buf = [0u8; 4096];
-            match self.master.read(&mut buf) {
-                Ok(n) if n > 0 => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-            if self.seen.contains(want) {
-                // Keep only what follows, for the next expectation.
-                let at = self.seen.find(want).unwrap() + want.len();
-                self.seen = self.seen[at..].to_owned();
-                return;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "no {want:?} from the shell; it printed:\n{}",
-                self.seen
-            );
-        }
-    }
-
-    fn send(&mut self, s: &str) {
-        use std::io::Write;
-        self.master.write_all(s.as_bytes()).unwrap();
-    }
-
-    /// Types a command line and waits for the next prompt.
-    fn line(&mut self, l: &str, prompt: &str) {
-        self.send(&format!("{l}\r"));
-        self.expect(prompt);
-    }
-}
+use support::pty::Pty;
 
 /// The seed's targetcli workflow, unchanged in meaning, typed into `rustiscsi shell` on a
-/// terminal (a file backstore stands in for the md device): tab completion, then every
-/// object it creates is checked in the daemon.
+/// terminal (a file backstore stands in for the md device): tab completion of paths and
+/// command names, then every object it creates is checked in the daemon.
 #[test]
 fn targetcli_workflow_in_the_interactive_shell() {
     let d = support::Daemon::start();
@@ -342,13 +268,16 @@ fn targetcli_workflow_in_the_interactive_shell() {
     sh.send("ls\r");
     sh.expect("o- lun0 [/backstores/fileio/disk0]");
     sh.expect("/> ");
-    sh.line("saveconfig", "/> ");
-    sh.send("exit\r");
-    let t0 = Instant::now();
-    while sh.child.try_wait().unwrap().is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "shell did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Tab completes command names too: `savec` becomes `saveconfig` (which has to run for
+    // the file checked below to name the ACL), `ex` becomes `exit`.
+    sh.send("savec\t");
+    sh.expect("saveconfig");
+    sh.line("", "/> ");
+    sh.send("ex\t");
+    sh.expect("exit");
+    sh.send("\r");
+    sh.wait_exit();
+    assert!(sh.child.wait().unwrap().success());
 
     // What the daemon runs now.
     let s = d.status();
@@ -395,5 +324,83 @@ fn targetcli_workflow_in_the_interactive_shell() {
             Some(("nasuser", "client-secret-1"))
         )
         .is_ok()
+    );
+}
+
+mod common;
+
+/// `rustiscsi stats` (table and JSON) counts exactly the I/O a session did.
+#[test]
+fn stats_count_the_io_that_was_done() {
+    let d = support::Daemon::start_with(
+        "[backstores.disk0]\nkind = \"ramdisk\"\nsize = \"1M\"\n\
+         [backstores.idle]\nkind = \"ramdisk\"\nsize = \"1M\"\n\
+         [targets.\"iqn.2026-11.org.example:cli\"]\n\
+         luns = [{ lun = 0, backstore = \"disk0\" }, { lun = 1, backstore = \"idle\" }]\n\
+         [targets.\"iqn.2026-11.org.example:cli\".acls.\"iqn.2026-11.org.example:raw\"]\n",
+        &[],
+    );
+    let lun = |v: &serde_json::Value, name: &str| -> serde_json::Value {
+        v["luns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["backstore"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+            .clone()
+    };
+    let v = d.json(&["stats"]);
+    assert_eq!(lun(&v, "disk0")["reads"], 0, "{v}");
+    assert_eq!(lun(&v, "disk0")["writes"], 0, "{v}");
+
+    let addr = format!("127.0.0.1:{}", d.port).parse().unwrap();
+    let mut s = common::Session::login(addr, &common::LoginOpts::normal(IQN, 1)).expect("login");
+    // Three 4 KiB writes and two 8 KiB reads on LUN 0, nothing on LUN 1.
+    for i in 0..3u32 {
+        s.write_ok(0, i * 8, &common::pattern(4096, i));
+    }
+    for _ in 0..2 {
+        assert_eq!(s.read_ok(0, 0, 16).len(), 8192);
+    }
+    let v = d.json(&["stats"]);
+    let l = lun(&v, "disk0");
+    assert_eq!(
+        (
+            &l["writes"],
+            &l["write_bytes"],
+            &l["reads"],
+            &l["read_bytes"]
+        ),
+        (&3.into(), &12288.into(), &2.into(), &16384.into()),
+        "{v}"
+    );
+    let hist: u64 = l["latency_histogram_us"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(hist, 5, "each command timed once: {v}");
+    let idle = lun(&v, "idle");
+    assert_eq!((&idle["reads"], &idle["writes"]), (&0.into(), &0.into()));
+    let sess = &v["sessions"][0];
+    assert_eq!(sess["initiator"], common::INITIATOR, "{v}");
+    assert_eq!(sess["counters"]["write_bytes"], 12288, "{v}");
+    assert_eq!(sess["counters"]["read_bytes"], 16384, "{v}");
+    assert_eq!(sess["counters"]["commands"], 5, "{v}");
+
+    // The table says the same.
+    let out = ok(&d.socket, &["stats"]);
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("disk0"))
+        .unwrap_or_else(|| panic!("no disk0 row in\n{out}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..5], ["disk0", "2", "3", "16K", "12K"], "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(common::INITIATOR) && l.contains("16K") && l.contains("12K")),
+        "{out}"
     );
 }

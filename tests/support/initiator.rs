@@ -51,6 +51,50 @@ pub fn login(
     isid: u8,
     chap: Option<(&str, &str)>,
 ) -> Result<Session, (u8, u8)> {
+    login_with(addr, initiator, target, isid, chap, None)
+}
+
+/// What [`login_mutual`] returns when the target's answer to our challenge is missing or
+/// wrong (the login itself was accepted).
+pub const BAD_MUTUAL_ANSWER: (u8, u8) = (0xfe, 0xfe);
+
+/// [`login`] with CHAP MD5 both ways: after answering the target's challenge, challenges
+/// the target and checks that it answers as `mutual` = (user, secret) would. Err
+/// [`BAD_MUTUAL_ANSWER`]: the target's CHAP_N or CHAP_R was not that.
+pub fn login_mutual(
+    addr: &str,
+    initiator: &str,
+    target: &str,
+    isid: u8,
+    chap: (&str, &str),
+    mutual: (&str, &str),
+) -> Result<Session, (u8, u8)> {
+    login_with(
+        addr,
+        initiator,
+        Some(target),
+        isid,
+        Some(chap),
+        Some(mutual),
+    )
+}
+
+fn md5_response(id: u8, secret: &str, challenge: &[u8]) -> String {
+    let mut h = md5::Md5::new();
+    h.update([id]);
+    h.update(secret.as_bytes());
+    h.update(challenge);
+    format!("0x{}", hex::encode(h.finalize()))
+}
+
+fn login_with(
+    addr: &str,
+    initiator: &str,
+    target: Option<&str>,
+    isid: u8,
+    chap: Option<(&str, &str)>,
+    mutual: Option<(&str, &str)>,
+) -> Result<Session, (u8, u8)> {
     let mut s = TcpStream::connect(addr).map_err(|_| (0xff, 0xff))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut b = Bhs::new(Opcode::LOGIN_REQUEST);
@@ -82,16 +126,32 @@ pub fn login(
         let t = TextPairs::parse(&data).unwrap();
         let id: u8 = t.get("CHAP_I").unwrap().parse().unwrap();
         let c = hex::decode(t.get("CHAP_C").unwrap().trim_start_matches("0x")).unwrap();
-        let mut h = md5::Md5::new();
-        h.update([id]);
-        h.update(secret.as_bytes());
-        h.update(&c);
-        let resp = format!("0x{}", hex::encode(h.finalize()));
+        let resp = md5_response(id, secret, &c);
         b.set_flags(0x80 | 0x01);
-        send(&mut s, &b, &text(&[("CHAP_N", user), ("CHAP_R", &resp)]));
-        let (r, _) = recv(&mut s).ok_or((0xff, 0))?;
+        // Our challenge to the target (mutual CHAP): 16 bytes, never the target's own.
+        let mid = isid.wrapping_add(101);
+        let mc: Vec<u8> = (0u8..16)
+            .map(|i| i.wrapping_mul(29) ^ isid ^ 0x5a)
+            .collect();
+        let mc_hex = format!("0x{}", hex::encode(&mc));
+        let mid_s = mid.to_string();
+        let mut answer = vec![("CHAP_N", user), ("CHAP_R", resp.as_str())];
+        if mutual.is_some() {
+            answer.push(("CHAP_I", &mid_s));
+            answer.push(("CHAP_C", &mc_hex));
+        }
+        send(&mut s, &b, &text(&answer));
+        let (r, data) = recv(&mut s).ok_or((0xff, 0))?;
         if status(&r) != (0, 0) {
             return Err(status(&r));
+        }
+        if let Some((muser, msecret)) = mutual {
+            let t = TextPairs::parse(&data).map_err(|_| BAD_MUTUAL_ANSWER)?;
+            let want = md5_response(mid, msecret, &mc);
+            let got = t.get("CHAP_R").map(str::to_ascii_lowercase);
+            if t.get("CHAP_N") != Some(muser) || got.as_deref() != Some(want.as_str()) {
+                return Err(BAD_MUTUAL_ANSWER);
+            }
         }
     } else {
         first.push(("AuthMethod", "None"));

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod initiator;
+pub mod pty;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
