@@ -315,6 +315,8 @@ pub(crate) struct Object {
     pub name: String,
     /// LIO opened it read-only (`readonly` of a block object).
     pub read_only: bool,
+    /// Its ALUA target port groups (`alua_tpgs`, since 2017): name → `alua_access_state`.
+    pub alua: BTreeMap<String, i64>,
 }
 
 /// Storage objects, from the flat `storage_objects` list or (before 2012) `backstores`
@@ -342,9 +344,12 @@ fn storage_objects(root: &Value, cx: &mut Cx, config: &mut Config) -> BTreeMap<S
             "fileio" => BackstoreKind::Fileio,
             "ramdisk" | "rd_mcp" | "rd_dr" => BackstoreKind::Ramdisk,
             other => {
+                let handler = s(so, "config")
+                    .map(|c| format!(" (handler config {c:?})"))
+                    .unwrap_or_default();
                 cx.warn(format!(
-                    "storage object {other}/{name}: the {other} backstore is not supported; \
-                     skipped (LUNs on it are dropped)"
+                    "storage object {other}/{name}{handler}: the {other} backstore is not \
+                     supported; skipped (LUNs on it are dropped)"
                 ));
                 continue;
             }
@@ -375,9 +380,12 @@ fn storage_objects(root: &Value, cx: &mut Cx, config: &mut Config) -> BTreeMap<S
             ));
             block_size = 512;
         }
-        let write_cache = match so.get("write_back") {
-            Some(v) => v.as_bool().unwrap_or_else(|| b(so, "write_back")),
-            None => b(&attrs, "emulate_write_cache"),
+        // `buffered_mode` is what fileio objects wrote before `write_back` (2011-12 to
+        // 2012-08, rtslib-fb 2.1.fb1 to fb19): the same setting under its old name.
+        let write_cache = match (so.get("write_back"), so.get("buffered_mode")) {
+            (Some(v), _) => v.as_bool().unwrap_or_else(|| b(so, "write_back")),
+            (None, Some(v)) => v.as_bool().unwrap_or_else(|| b(so, "buffered_mode")),
+            (None, None) => b(&attrs, "emulate_write_cache"),
         };
         let size = match kind {
             BackstoreKind::Block => None,
@@ -413,8 +421,10 @@ fn storage_objects(root: &Value, cx: &mut Cx, config: &mut Config) -> BTreeMap<S
                 }
             }
         }
+        let mut alua = BTreeMap::new();
         for g in arr(so, "alua_tpgs") {
             let gname = s(g, "name").unwrap_or("?");
+            alua.insert(gname.to_owned(), i(g, "alua_access_state").unwrap_or(0));
             if gname != "default_tg_pt_gp" {
                 cx.warn(format!(
                     "storage object {plugin}/{name}: ALUA group {gname} is not supported; skipped"
@@ -450,6 +460,7 @@ fn storage_objects(root: &Value, cx: &mut Cx, config: &mut Config) -> BTreeMap<S
             Object {
                 name: ours.clone(),
                 read_only,
+                alua: alua.clone(),
             },
         );
         // rtslib names the plugin of ramdisks "ramdisk" in paths whatever the backstore.
@@ -459,6 +470,7 @@ fn storage_objects(root: &Value, cx: &mut Cx, config: &mut Config) -> BTreeMap<S
                 Object {
                     name: ours.clone(),
                     read_only,
+                    alua,
                 },
             );
         }

@@ -1,5 +1,21 @@
 //! import-lio on saveconfig.json files of every shape rtslib-fb has written
-//! (`tests/fixtures/lio-saveconfig.json`, `tests/fixtures/lio/*.json`).
+//! (`tests/fixtures/lio-saveconfig.json`, `tests/fixtures/lio/*.json`), hand-written
+//! from the fields each rtslib-fb release's `dump()` methods wrote:
+//!
+//! - `2011-first-save`: 2.1.fb1/fb2 (2011-12): no `fabric_modules`, `enable`,
+//!   `parameters` or `tpg_lun`; all four `chap_*` of an ACL, empty when unset; ACL
+//!   `tcq_depth`; fileio `buffered_mode`; ramdisks as `rd_mcp`; pscsi without `dev`.
+//! - `2012-parameters`: fb3 to fb19 (2012): `fabric_modules` (written only when discovery
+//!   auth is on), `tpg_lun`, `chap_*` only when set, `parameters`, `enable`, block
+//!   `readonly` and `write_back`.
+//! - `2013-tpg-auth`: fb37 to fb50 (2013-07 to 2014): TPG-level `chap_*`, ACL `tag`
+//!   (fb26), portal `iser` (fb33), pscsi with `dev` and without `wwn` (fb28).
+//! - `2014-tcmu-level`: fb51 to fb57: `user` storage objects with `config` and `level`.
+//! - `2017-alua`, `lio-saveconfig`: fb59 to fb67: LUN and mapped LUN `alias` (fb59),
+//!   portal `offload` (fb61), `alua_tpgs` and `alua_tg_pt_gp_name` (fb62), `nullio`.
+//! - `2018-tcmu-control`: fb68 on: `user` with `hw_max_sectors` and `control`, string
+//!   attribute values, fileio `aio`, ALUA access states, other fabrics' targets.
+//! - `2025-modern`: 2.2.x: block `exclusive` (2.2.4).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -115,15 +131,144 @@ fn the_2011_shape_without_tpg_lun_or_parameters() {
     let t = &imp.config.targets["iqn.2003-01.org.linux-iscsi.oldnas.x8664:sn.0123456789ab"];
     let acl = &t.acls["iqn.1994-05.com.redhat:oldclient"];
     // No tpg_lun: the mapped LUN had the TPG LUN's number; write_protect kept.
-    assert_eq!(acl.mapped_luns.len(), 2);
     assert!(acl.mapped_luns[1].read_only && acl.mapped_luns[1].target_lun.is_none());
     assert_eq!(imp.config.iscsi.queue_depth, 16);
     assert!(
         imp.secrets.is_empty(),
-        "null CHAP fields are no credentials"
+        "empty CHAP fields (rtslib-fb wrote all four until 2.1.fb8) are no credentials"
     );
     assert!(!says(&imp, "tcq_depth"), "tcq_depth equals the TPG's");
+    // Identity of every kind of object of the first shape, rd_mcp included.
+    let b = &imp.config.backstores;
+    assert_eq!(
+        b["rd1"].wwn.as_deref(),
+        Some(identity::naa_from_serial("a0b1c2d3-e4f5-4a6b-9c8d-7e6f5a4b3c2d").as_str())
+    );
+    assert_eq!(
+        b["vm0"].serial.as_deref(),
+        Some("b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e")
+    );
+    // buffered_mode: the fileio write-back setting before write_back (2.1.fb20).
+    assert!(b["vm0"].write_cache);
+    assert!(!b["disk1"].write_cache);
+    // pscsi is not carried: reported, its LUN and the mapping to it dropped.
+    assert!(!b.contains_key("tape"));
+    assert!(says(&imp, "pscsi/tape"));
+    assert!(says(&imp, "LUN 3 uses /backstores/pscsi/tape"));
+    assert_eq!(t.luns.len(), 3);
+    assert_eq!(acl.mapped_luns.len(), 3);
+    assert!(
+        t.enabled,
+        "no `enable` before 2.1.fb13: the TPG was enabled"
+    );
     assert!(imp.widening.is_empty(), "{:?}", imp.widening);
+}
+
+#[test]
+fn tpg_chap_acl_tags_iser_and_pscsi_without_wwn_of_2013() {
+    let imp = import("lio/2013-tpg-auth.json");
+    let c = &imp.config;
+    // TPG-level CHAP (2.1.fb37) of a demo-mode TPG with authentication=1: kept.
+    let d = &c.targets["iqn.2003-01.org.linux-iscsi.san13.x8664:sn.demo0001"];
+    assert!(d.demo_mode && !d.demo_mode_read_only);
+    assert_eq!(d.auth.chap.as_ref().unwrap().user, "labuser");
+    assert_eq!(d.auth.mutual_chap.as_ref().unwrap().user, "labtarget");
+    // The demo-mode target listens on 127.0.0.1 only, but the switch that lets demo mode
+    // be on a network portal is daemon-wide, and the other target is on one: reported.
+    assert!(c.daemon.allow_demo_mode_on_network);
+    assert_eq!(imp.widening.len(), 1, "{:?}", imp.widening);
+    assert!(imp.widening[0].contains("sn.demo0001"));
+    // Mutual discovery CHAP.
+    assert_eq!(c.discovery.chap.as_ref().unwrap().user, "finder");
+    assert_eq!(c.discovery.mutual_chap.as_ref().unwrap().user, "storage13");
+    assert_eq!(imp.secrets.len(), 4, "{:?}", imp.secrets);
+    // ACL tags (2.1.fb26) are a label: reported, the ACLs kept as they were.
+    let l = &c.targets["iqn.2003-01.org.linux-iscsi.san13.x8664:sn.lab00001"];
+    assert!(says(&imp, "ACL group tag \"hypervisors\""));
+    assert_eq!(l.acls.len(), 2);
+    // The read-only block object stays read-only through every mapping.
+    for acl in l.acls.values() {
+        assert!(acl.mapped_luns.iter().all(|m| m.read_only == (m.lun == 1)));
+    }
+    // pscsi without wwn (2.1.fb28): reported and its LUN dropped, hv02's mapping too.
+    assert!(says(&imp, "pscsi/changer"));
+    assert_eq!(l.luns.len(), 2);
+    assert_eq!(l.acls["iqn.1994-05.com.redhat:hv02"].mapped_luns.len(), 2);
+    // iser (2.1.fb33): LIO kept TCP on the portal beside iSER; reported.
+    assert!(says(&imp, "iSER/offload"));
+    assert_eq!(
+        c.backstores["lab"].wwn.as_deref(),
+        Some(identity::naa_from_serial("e1f2a3b4-c5d6-4e7f-8091-a2b3c4d5e6f7").as_str())
+    );
+    assert_eq!(
+        c.backstores["swap"].serial.as_deref(),
+        Some("a3b4c5d6-e7f8-4091-a2b3-c4d5e6f7a8b9")
+    );
+    assert!(says(&imp, "cache_dynamic_acls"));
+}
+
+#[test]
+fn user_backstores_of_2014_are_reported() {
+    let imp = import("lio/2014-tcmu-level.json");
+    let c = &imp.config;
+    assert!(!c.backstores.contains_key("tcmu0"));
+    assert!(
+        says(
+            &imp,
+            "user/tcmu0 (handler config \"file//srv/tcmu/cephproxy.raw\")"
+        ),
+        "{:#?}",
+        imp.warnings
+    );
+    let t = &c.targets["iqn.2003-01.org.linux-iscsi.tcmu14.x8664:sn.5e5e5e5e5e5e"];
+    assert_eq!(t.luns.len(), 1);
+    let acl = &t.acls["iqn.1991-05.com.microsoft:fs14"];
+    assert_eq!(acl.mapped_luns.len(), 1);
+    assert!(acl.mapped_luns[0].read_only, "write_protect kept");
+    assert!(says(&imp, "mapped LUN 0 points at LUN 0"));
+    assert_eq!(
+        c.backstores["local"].serial.as_deref(),
+        Some("c5d6e7f8-a9b0-41c2-83d4-e5f6a7b8c9d0")
+    );
+    assert!(imp.widening.is_empty(), "{:?}", imp.widening);
+}
+
+#[test]
+fn user_control_alua_states_offload_and_other_fabrics_of_2018() {
+    let imp = convert(&fixture("lio/2018-tcmu-control.json"), None).unwrap();
+    validate(imp.config.clone(), "import").unwrap();
+    let c = &imp.config;
+    assert!(says(
+        &imp,
+        "user/vmstore (handler config \"rbd/rbd/vmstore\")"
+    ));
+    let db = &c.backstores["db"];
+    assert_eq!(
+        db.serial.as_deref(),
+        Some("e7f8a9b0-c1d2-43e4-85f6-a7b8c9d0e1f2")
+    );
+    assert_eq!(
+        db.wwn.as_deref(),
+        Some(identity::naa_from_serial("e7f8a9b0-c1d2-43e4-85f6-a7b8c9d0e1f2").as_str())
+    );
+    assert_eq!(db.product.as_deref(), Some("db"));
+    assert!(says(&imp, "aio=true"));
+    assert!(says(&imp, "ALUA group site_b is not supported"));
+    // Active/non-optimized in the default group: reported, I/O was allowed.
+    assert!(says(&imp, "ALUA access state 1 of group default_tg_pt_gp"));
+    // Standby: LIO refused I/O through that target's LUN; served here, so it widens.
+    let w = imp.widening.join("\n");
+    assert!(
+        w.contains("ALUA group site_b of /backstores/fileio/db is in state 2 (standby)"),
+        "{w}"
+    );
+    assert_eq!(imp.widening.len(), 1, "{w}");
+    // cxgbit offload on a portal (2.1.fb61): TCP stays; reported.
+    assert!(says(&imp, "iSER/offload on portal"));
+    // Other fabrics: reported, not served.
+    assert!(says(&imp, "fabric qla2xxx is not iSCSI"));
+    assert!(says(&imp, "fabric vhost is not iSCSI"));
+    assert_eq!(c.targets.len(), 2);
 }
 
 #[test]

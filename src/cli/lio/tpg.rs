@@ -307,6 +307,26 @@ fn tpg_config(
                 "target {wwn}: LUN {index}: ALUA group {g} is not supported"
             ));
         }
+        // The state of the LUN's ALUA group: LIO refuses I/O in standby (2), unavailable
+        // (3) and offline (14); here every LUN is active/optimized.
+        let group = s(lun, "alua_tg_pt_gp_name").unwrap_or("default_tg_pt_gp");
+        match obj.alua.get(group).copied().unwrap_or(0) {
+            0 => {}
+            st @ (2 | 3 | 14) => cx.widen(format!(
+                "target {wwn}: LUN {index}: its ALUA group {group} of {so} is in state {st} \
+                 ({}), so LIO refused reads and writes through it; here the LUN is served \
+                 active/optimized",
+                match st {
+                    2 => "standby",
+                    3 => "unavailable",
+                    _ => "offline",
+                }
+            )),
+            st => cx.warn(format!(
+                "target {wwn}: LUN {index}: ALUA access state {st} of group {group} is not \
+                 carried; the LUN is reported active/optimized"
+            )),
+        }
         if obj.read_only {
             read_only_luns.insert(index);
         }
