@@ -138,7 +138,7 @@ measure() {
         # "wire_read: N x 1024 KiB reads at qd 8 in S s: M MiB/s"
         t=$(sed -n 's/.* in \([0-9.]*\) s: .*/\1/p' "$log")
         mibs=$(sed -n 's/.*: \([0-9.]*\) MiB\/s.*/\1/p' "$log")
-        bytes=$(awk -v m="$mibs" -v s="$t" 'BEGIN { printf "%d", m * s * 1048576 }')
+        bytes=$(awk -v m="$mibs" -v s="$t" 'BEGIN { printf "%.0f", m * s * 1048576 }')
         ;;
     sess)
         # ARGS: SESSIONS QD
@@ -149,7 +149,7 @@ measure() {
         fi
         t=$(sed -n 's/.* seconds \([0-9.]*\).*/\1/p' "$log")
         mibs=$(sed -n 's/.* mib_s \([0-9.]*\) .*/\1/p' "$log")
-        bytes=$(awk -v m="$mibs" -v s="$t" 'BEGIN { printf "%d", m * s * 1048576 }')
+        bytes=$(awk -v m="$mibs" -v s="$t" 'BEGIN { printf "%.0f", m * s * 1048576 }')
         ;;
     tcp)
         timeout 60 "$sessions" tcp "$secs" >"$log" 2>&1 || {
@@ -158,7 +158,7 @@ measure() {
         }
         t=$(sed -n 's/.* seconds \([0-9.]*\).*/\1/p' "$log")
         mibs=$(sed -n 's/mib_s \([0-9.]*\) .*/\1/p' "$log")
-        bytes=$(awk -v m="$mibs" -v s="$t" 'BEGIN { printf "%d", m * s * 1048576 }')
+        bytes=$(awk -v m="$mibs" -v s="$t" 'BEGIN { printf "%.0f", m * s * 1048576 }')
         ;;
     esac
     if [[ -n $pid ]] && ! c1=$(peers_cpu_ticks "$pid" 2>/dev/null); then
