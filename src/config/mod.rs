@@ -288,6 +288,20 @@ impl TargetConfig {
                 .collect()
         }
     }
+
+    /// The portals of this target's groups that are reachable from the network (not
+    /// loopback), each once: where demo mode would let any initiator in.
+    pub fn network_portals(&self, daemon_portals: &[SocketAddr]) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = Vec::new();
+        for (_, portals, _) in self.groups(daemon_portals) {
+            for a in portals {
+                if !is_loopback(a.ip()) && !v.contains(&a) {
+                    v.push(a);
+                }
+            }
+        }
+        v
+    }
 }
 
 fn default_tpg() -> u16 {

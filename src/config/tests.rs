@@ -788,6 +788,33 @@ fn demo_mode_on_network_is_an_error() {
     }
 }
 
+/// A demo target whose own portal groups are all on loopback is not on the network, even
+/// when the daemon has a network portal for other targets; one group on the network is.
+#[test]
+fn demo_mode_counts_the_target_portals() {
+    let base = "[daemon]\nportals = [\"127.0.0.1:3260\", \"192.0.2.1:3260\"]\n";
+    let demo = format!(
+        "{base}{RAM}[targets.\"{T}\"]\nluns = [{{ backstore = \"a\" }}]\ndemo_mode = true\n\
+         [[targets.\"{T}\".portal_groups]]\ntag = 1\nportals = [\"127.0.0.1:3260\"]\n"
+    );
+    let v = assert_ok(&demo);
+    assert!(
+        v.warnings.iter().all(|w| !w.contains("demo_mode")),
+        "{:?}",
+        v.warnings
+    );
+    let exposed = demo.replace(
+        "portals = [\"127.0.0.1:3260\"]\n",
+        "portals = [\"127.0.0.1:3260\", \"192.0.2.1:3260\"]\n",
+    );
+    let errs = parse_all(&exposed, "t").unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.message.contains("192.0.2.1:3260")
+            && e.message.contains("allow_demo_mode_on_network")),
+        "{errs:?}"
+    );
+}
+
 #[test]
 fn demo_mode_on_network_allowed_warns() {
     let text = format!(

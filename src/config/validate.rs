@@ -701,7 +701,6 @@ impl<'a> Checker<'a> {
         if c.targets.is_empty() {
             self.warn(p, "no targets are configured: nothing is exported");
         }
-        let loopback_only = c.daemon.portals.iter().all(|a| is_loopback(a.ip()));
         // backstore name -> (target, LUN path) of its first use.
         // Which LUN of a target uses each backstore: one backstore may be exported by
         // several targets (they then share its logical unit and reservations, as in
@@ -728,7 +727,7 @@ impl<'a> Checker<'a> {
             let ap = tp.key("auth");
             let AuthConfig { chap, mutual_chap } = &t.auth;
             self.auth(&ap, chap.as_ref(), mutual_chap.as_ref());
-            self.access(c, t, &tp, loopback_only);
+            self.access(c, t, &tp);
             for (init, acl) in &t.acls {
                 let acl_p = tp.key("acls").key(init);
                 self.name(&acl_p, "initiator name", init);
@@ -920,7 +919,7 @@ impl<'a> Checker<'a> {
     }
 
     /// The demo-mode / ACL access rules of one target.
-    fn access(&mut self, c: &Config, t: &TargetConfig, tp: &KeyPath, loopback_only: bool) {
+    fn access(&mut self, c: &Config, t: &TargetConfig, tp: &KeyPath) {
         let demo = tp.key("demo_mode");
         if t.demo_mode && !t.acls.is_empty() {
             self.err(
@@ -929,14 +928,14 @@ impl<'a> Checker<'a> {
                  remove the ACLs or set demo_mode = false",
             );
         }
-        if t.demo_mode && !loopback_only {
-            let exposed: Vec<String> = c
-                .daemon
-                .portals
-                .iter()
-                .filter(|a| !is_loopback(a.ip()))
-                .map(ToString::to_string)
-                .collect();
+        // The target's own portals: a demo target whose portal groups are all on
+        // loopback is not reachable from the network, whatever the daemon's other portals.
+        let exposed: Vec<String> = t
+            .network_portals(&c.daemon.portals)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if t.demo_mode && !exposed.is_empty() {
             let what = format!(
                 "demo_mode lets any initiator read and write every LUN, and portal(s) {} \
                  are reachable from the network",

@@ -264,18 +264,15 @@ pub fn convert(json: &str, secrets_dir: Option<&Path>) -> Result<Import, String>
     place_portals(&mut cx, &mut config, targets);
     discovery(&root, &mut cx, &mut config);
 
-    let network = config
-        .daemon
-        .portals
-        .iter()
-        .any(|a| !crate::config::is_loopback(a.ip()));
+    // Demo-mode targets reachable from the network on their own portals (the same rule
+    // as the validator's).
     let demo: Vec<String> = config
         .targets
         .iter()
-        .filter(|(_, t)| t.demo_mode)
+        .filter(|(_, t)| t.demo_mode && !t.network_portals(&config.daemon.portals).is_empty())
         .map(|(n, _)| n.clone())
         .collect();
-    if network && !demo.is_empty() {
+    if !demo.is_empty() {
         config.daemon.allow_demo_mode_on_network = true;
         cx.widen(format!(
             "demo mode (generate_node_acls=1) on a network portal for {}: any initiator \

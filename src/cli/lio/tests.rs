@@ -173,11 +173,16 @@ fn tpg_chap_acl_tags_iser_and_pscsi_without_wwn_of_2013() {
     assert!(d.demo_mode && !d.demo_mode_read_only);
     assert_eq!(d.auth.chap.as_ref().unwrap().user, "labuser");
     assert_eq!(d.auth.mutual_chap.as_ref().unwrap().user, "labtarget");
-    // The demo-mode target listens on 127.0.0.1 only, but the switch that lets demo mode
-    // be on a network portal is daemon-wide, and the other target is on one: reported.
-    assert!(c.daemon.allow_demo_mode_on_network);
-    assert_eq!(imp.widening.len(), 1, "{:?}", imp.widening);
-    assert!(imp.widening[0].contains("sn.demo0001"));
+    // The demo-mode target listens on 127.0.0.1 only (its own portal group), so demo
+    // mode is not on the network although the other target is: nothing widened, no
+    // switch set, and the result validates.
+    assert_eq!(
+        d.network_portals(&c.daemon.portals),
+        Vec::<std::net::SocketAddr>::new()
+    );
+    assert!(!c.daemon.allow_demo_mode_on_network);
+    assert!(imp.widening.is_empty(), "{:?}", imp.widening);
+    crate::config::validate(c.clone(), "import").expect("the import validates");
     // Mutual discovery CHAP.
     assert_eq!(c.discovery.chap.as_ref().unwrap().user, "finder");
     assert_eq!(c.discovery.mutual_chap.as_ref().unwrap().user, "storage13");
