@@ -228,15 +228,7 @@ fn targetcli_workflow_in_the_interactive_shell() {
     let img = d.path("disk0.img");
     let p2 = support::free_port();
     let home = d.path("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustiscsi"));
-    cmd.arg("--socket")
-        .arg(&d.socket)
-        .arg("shell")
-        .env("HOME", &home)
-        .env("TERM", "xterm");
-    let mut sh = Pty::spawn(&mut cmd);
-    sh.expect("/> ");
+    let mut sh = Pty::shell(&d.socket, &home);
     // Tab completes paths from the daemon's tree.
     sh.send("cd /back\t");
     sh.expect("backstores/");

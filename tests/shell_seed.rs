@@ -101,15 +101,7 @@ fn seed_workflow() {
         "the namespace is new: nothing on 3260 yet"
     );
     let home = d.path("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustiscsi"));
-    cmd.arg("--socket")
-        .arg(&d.socket)
-        .arg("shell")
-        .env("HOME", &home)
-        .env("TERM", "xterm");
-    let mut sh = Pty::spawn(&mut cmd);
-    sh.expect("/> ");
+    let mut sh = Pty::shell(&d.socket, &home);
 
     // /> cd backstores/block ; create md_block0 /dev/...
     sh.line("cd backstores/block", "/backstores/block> ");

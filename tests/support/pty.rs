@@ -11,6 +11,21 @@ pub struct Pty {
 }
 
 impl Pty {
+    /// `rustiscsi --socket SOCKET shell` on a pty, with its history under `home`, at its
+    /// first prompt.
+    pub fn shell(socket: &std::path::Path, home: &std::path::Path) -> Pty {
+        std::fs::create_dir_all(home).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustiscsi"));
+        cmd.arg("--socket")
+            .arg(socket)
+            .arg("shell")
+            .env("HOME", home)
+            .env("TERM", "xterm");
+        let mut sh = Pty::spawn(&mut cmd);
+        sh.expect("/> ");
+        sh
+    }
+
     pub fn spawn(cmd: &mut Command) -> Pty {
         use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
         let pty = nix::pty::openpty(None, None).unwrap();
