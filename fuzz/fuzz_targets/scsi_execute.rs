@@ -10,7 +10,18 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use rustiscsi::backstore::{Backstore, BackstoreKind, BackstoreSpec, CacheMode, OpenOptions};
 use rustiscsi::scsi::{self, ItNexus, LogicalUnit, LunIdentity, MappedLun, ScsiCommand};
-use rustiscsi_fuzz::{Cursor, block_on};
+use rustiscsi_fuzz::Cursor;
+
+/// One current-thread runtime for all inputs (with its blocking pool).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
 
 fn nexus(c: &mut Cursor) -> ItNexus {
     let bs = if c.u8() & 1 == 0 { 512 } else { 4096 };
@@ -62,7 +73,9 @@ fuzz_target!(|data: &[u8]| {
         let out_len = usize::from(c.u16()) % 20_000;
         let data_out = c.take(out_len).to_vec();
         let expected_in = u32::from(c.u16()) * 4;
-        let r = block_on(scsi::execute(
+        // A tokio runtime as in the daemon: memory transfers above 128 KiB go to the
+        // blocking pool (backstore::INLINE_MAX), which the no-op executor cannot run.
+        let r = runtime().block_on(scsi::execute(
             &n,
             ScsiCommand {
                 lun,
