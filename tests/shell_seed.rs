@@ -21,17 +21,10 @@ struct Loop(PathBuf);
 
 impl Loop {
     fn attach(file: &Path) -> Loop {
-        let o = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(file)
-            .output()
-            .expect("losetup");
-        assert!(
-            o.status.success(),
-            "losetup -f --show: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        Loop(PathBuf::from(String::from_utf8(o.stdout).unwrap().trim()))
+        Loop(PathBuf::from(run(
+            "losetup",
+            &["-f", "--show", file.to_str().unwrap()],
+        )))
     }
 }
 
@@ -52,19 +45,25 @@ fn own_network_namespace() {
         "unshare(CLONE_NEWNET): {}",
         std::io::Error::last_os_error()
     );
-    let st = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "ip link set lo up");
+    run("ip", &["link", "set", "lo", "up"]);
+}
+
+/// Runs `prog args`, which must succeed; its standard output, trimmed.
+fn run(prog: &str, args: &[&str]) -> String {
+    let o = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{prog}: {e}"));
+    assert!(
+        o.status.success(),
+        "{prog} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
 fn year_month() -> String {
-    let o = Command::new("date")
-        .args(["-u", "+%Y-%m"])
-        .output()
-        .unwrap();
-    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    run("date", &["-u", "+%Y-%m"])
 }
 
 #[test]
