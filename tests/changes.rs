@@ -460,7 +460,7 @@ fn reload_keeps_the_command_line_overrides() {
     assert_eq!(seen(&d), vec![portal.clone()]);
     // SIGHUP takes the same path.
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(d.child.id() as i32),
+        nix::unistd::Pid::from_raw(d.process.pid as i32),
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();

@@ -2,67 +2,13 @@
 //! targetcli user makes (backstore, target, LUN, ACL, CHAP, saveconfig), then a restart
 //! from the saved file reproduces the same `status --json`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+mod support;
 
 const IQN: &str = "iqn.2026-11.org.example:cli";
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
-
-fn start(config: &Path, socket: &Path) -> Daemon {
-    let _ = std::fs::remove_file(socket);
-    let child = Command::new(env!("CARGO_BIN_EXE_rustiscsid"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !socket.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon(child)
-}
-
-fn cli(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rustiscsi"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(socket: &Path, args: &[&str]) -> String {
-    let o = cli(socket, args);
-    assert!(
-        o.status.success(),
-        "rustiscsi {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
 /// `status --json` without what changes between runs (uptime, host facts).
-fn status(socket: &Path) -> serde_json::Value {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&ok(socket, &["--json", "status"])).unwrap();
+fn status(daemon: &support::Daemon) -> serde_json::Value {
+    let mut v = daemon.status();
     let o = v.as_object_mut().unwrap();
     o.remove("uptime_secs");
     o.remove("host");
@@ -72,150 +18,123 @@ fn status(socket: &Path) -> serde_json::Value {
 
 #[test]
 fn targetcli_workflow_then_saveconfig_and_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let socket: PathBuf = d.join("control.sock");
-    let config = d.join("rustiscsi.toml");
+    let mut daemon = support::Daemon::start();
+    let d = daemon.dir.path().to_path_buf();
+    let config = daemon.config.clone();
     let secret = d.join("client1.secret");
     std::fs::write(&secret, "client1-secret16\n").unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nportals = [\"127.0.0.1:{}\"]\nstate_dir = \"{}\"\ncontrol_socket = \"{}\"\n",
-            support::free_port(),
-            d.join("state").display(),
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let daemon = start(&config, &socket);
 
     // The seed workflow: backstore, IQN, LUN, ACL, CHAP, saveconfig.
     let img = d.join("disk0.img");
-    ok(
-        &socket,
-        &[
-            "backstore",
-            "create",
-            "disk0",
-            "--kind",
-            "fileio",
-            "--path",
-            img.to_str().unwrap(),
-            "--size",
-            "64M",
-        ],
-    );
-    ok(
-        &socket,
-        &[
-            "backstore",
-            "create",
-            "ram0",
-            "--kind",
-            "ramdisk",
-            "--size",
-            "16M",
-        ],
-    );
-    ok(&socket, &["target", "create", IQN]);
-    ok(&socket, &["lun", "add", IQN, "--backstore", "disk0"]);
-    ok(&socket, &["lun", "add", IQN, "--backstore", "ram0"]);
-    ok(
-        &socket,
-        &[
-            "acl",
-            "add",
-            IQN,
-            "iqn.2026-11.org.example:client1",
-            "--map",
-            "0",
-            "--map",
-            "1:1:ro",
-        ],
-    );
-    ok(
-        &socket,
-        &[
-            "auth",
-            "set",
-            IQN,
-            "--initiator",
-            "iqn.2026-11.org.example:client1",
-            "--user",
-            "client1",
-            "--password-file",
-            secret.to_str().unwrap(),
-        ],
-    );
+    daemon.ok(&[
+        "backstore",
+        "create",
+        "disk0",
+        "--kind",
+        "fileio",
+        "--path",
+        img.to_str().unwrap(),
+        "--size",
+        "64M",
+    ]);
+    daemon.ok(&[
+        "backstore",
+        "create",
+        "ram0",
+        "--kind",
+        "ramdisk",
+        "--size",
+        "16M",
+    ]);
+    daemon.ok(&["target", "create", IQN]);
+    daemon.ok(&["lun", "add", IQN, "--backstore", "disk0"]);
+    daemon.ok(&["lun", "add", IQN, "--backstore", "ram0"]);
+    daemon.ok(&[
+        "acl",
+        "add",
+        IQN,
+        "iqn.2026-11.org.example:client1",
+        "--map",
+        "0",
+        "--map",
+        "1:1:ro",
+    ]);
+    daemon.ok(&[
+        "auth",
+        "set",
+        IQN,
+        "--initiator",
+        "iqn.2026-11.org.example:client1",
+        "--user",
+        "client1",
+        "--password-file",
+        secret.to_str().unwrap(),
+    ]);
     assert!(img.exists(), "fileio backstore created sparse");
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 64 << 20);
 
     // Invalid changes are refused with the documented exit codes, and change nothing.
-    let before = status(&socket);
+    let before = status(&daemon);
     assert_eq!(
-        cli(&socket, &["lun", "add", IQN, "--backstore", "missing"])
+        daemon
+            .cli(&["lun", "add", IQN, "--backstore", "missing"])
             .status
             .code(),
         Some(1)
     );
     assert_eq!(
-        cli(&socket, &["target", "create", "not-an-iqn"])
+        daemon
+            .cli(&["target", "create", "not-an-iqn"])
             .status
             .code(),
         Some(4)
     );
     assert_eq!(
-        cli(&socket, &["backstore", "delete", "nope"]).status.code(),
+        daemon.cli(&["backstore", "delete", "nope"]).status.code(),
         Some(1)
     );
-    assert_eq!(status(&socket), before);
+    assert_eq!(status(&daemon), before);
     assert_eq!(
-        cli(&d.join("nowhere.sock"), &["status"]).status.code(),
+        support::cli(&d.join("nowhere.sock"), &["status"])
+            .status
+            .code(),
         Some(3)
     );
 
     // The tree shows what was made; sessions are empty; dry runs change nothing.
-    let tree = ok(&socket, &["status"]);
+    let tree = daemon.ok(&["status"]);
     assert!(
         tree.contains(IQN) && tree.contains("disk0") && tree.contains("client1"),
         "{tree}"
     );
-    assert_eq!(ok(&socket, &["--json", "sessions"]).trim(), "[]");
-    ok(
-        &socket,
-        &[
-            "--dry-run",
-            "acl",
-            "remove",
-            IQN,
-            "iqn.2026-11.org.example:client1",
-        ],
-    );
-    assert_eq!(status(&socket), before);
-    let stats: serde_json::Value =
-        serde_json::from_str(&ok(&socket, &["--json", "stats"])).unwrap();
+    assert_eq!(daemon.ok(&["--json", "sessions"]).trim(), "[]");
+    daemon.ok(&[
+        "--dry-run",
+        "acl",
+        "remove",
+        IQN,
+        "iqn.2026-11.org.example:client1",
+    ]);
+    assert_eq!(status(&daemon), before);
+    let stats: serde_json::Value = serde_json::from_str(&daemon.ok(&["--json", "stats"])).unwrap();
     assert_eq!(stats["luns"].as_array().unwrap().len(), 2);
 
     // saveconfig writes the file atomically; a restart from it gives the same status.
-    ok(&socket, &["saveconfig"]);
+    daemon.ok(&["saveconfig"]);
     let saved = std::fs::read_to_string(&config).unwrap();
     assert!(
         saved.contains("client1") && !saved.contains("client1-secret16"),
         "no secret in the TOML"
     );
-    drop(daemon);
-    let _daemon = start(&config, &socket);
-    assert_eq!(status(&socket), before);
-    ok(&socket, &["saveconfig"]);
+    daemon = daemon.restart(&[]);
+    assert_eq!(status(&daemon), before);
+    daemon.ok(&["saveconfig"]);
     assert!(
         config.with_file_name("rustiscsi.toml.1").exists(),
         "rotated backup kept"
     );
 }
-
-mod support;
 
 use support::pty::Pty;
 
@@ -319,8 +238,6 @@ fn targetcli_workflow_in_the_interactive_shell() {
     );
 }
 
-mod common;
-
 /// `rustiscsi stats` (table and JSON) counts exactly the I/O a session did.
 #[test]
 fn stats_count_the_io_that_was_done() {
@@ -346,10 +263,12 @@ fn stats_count_the_io_that_was_done() {
     assert_eq!(lun(&v, "disk0")["writes"], 0, "{v}");
 
     let addr = format!("127.0.0.1:{}", d.port).parse().unwrap();
-    let mut s = common::Session::login(addr, &common::LoginOpts::normal(IQN, 1)).expect("login");
+    let mut s =
+        support::initiator::Session::login(addr, &support::initiator::LoginOpts::normal(IQN, 1))
+            .expect("login");
     // Three 4 KiB writes and two 8 KiB reads on LUN 0, nothing on LUN 1.
     for i in 0..3u32 {
-        s.write_ok(0, i * 8, &common::pattern(4096, i));
+        s.write_ok(0, i * 8, &support::pattern(4096, i));
     }
     for _ in 0..2 {
         assert_eq!(s.read_ok(0, 0, 16).len(), 8192);
@@ -376,13 +295,13 @@ fn stats_count_the_io_that_was_done() {
     let idle = lun(&v, "idle");
     assert_eq!((&idle["reads"], &idle["writes"]), (&0.into(), &0.into()));
     let sess = &v["sessions"][0];
-    assert_eq!(sess["initiator"], common::INITIATOR, "{v}");
+    assert_eq!(sess["initiator"], support::initiator::INITIATOR, "{v}");
     assert_eq!(sess["counters"]["write_bytes"], 12288, "{v}");
     assert_eq!(sess["counters"]["read_bytes"], 16384, "{v}");
     assert_eq!(sess["counters"]["commands"], 5, "{v}");
 
     // The table says the same.
-    let out = ok(&d.socket, &["stats"]);
+    let out = d.ok(&["stats"]);
     let row: Vec<&str> = out
         .lines()
         .find(|l| l.starts_with("disk0"))
@@ -392,7 +311,9 @@ fn stats_count_the_io_that_was_done() {
     assert_eq!(&row[..5], ["disk0", "2", "3", "16K", "12K"], "{out}");
     assert!(
         out.lines()
-            .any(|l| l.contains(common::INITIATOR) && l.contains("16K") && l.contains("12K")),
+            .any(|l| l.contains(support::initiator::INITIATOR)
+                && l.contains("16K")
+                && l.contains("12K")),
         "{out}"
     );
 }

@@ -2,22 +2,9 @@
 //! message naming the file and who holds it; `--check` never opens a device or file.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 mod support;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
 
 fn config(dir: &Path, name: &str, backstore: &str) -> std::path::PathBuf {
     let p = dir.join(format!("{name}.toml"));
@@ -45,23 +32,10 @@ fn a_second_daemon_on_the_same_file_is_refused() {
         img.display()
     );
     let first_conf = config(dir.path(), "first", &bs);
-    let first = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_rustiscsid"))
-            .arg("--config")
-            .arg(&first_conf)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
     let sock = dir.path().join("first.sock");
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "first daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let first =
+        support::process::Process::start(&support::process::Launch::new(&first_conf, &sock))
+            .expect("the first daemon starts");
     // The same file through a symlink, from a second daemon.
     let link = dir.path().join("link.img");
     std::os::unix::fs::symlink(&img, &link).unwrap();
@@ -80,7 +54,7 @@ fn a_second_daemon_on_the_same_file_is_refused() {
         "names the path: {err}"
     );
     assert!(
-        err.contains(&format!("pid {}", first.0.id())),
+        err.contains(&format!("pid {}", first.pid)),
         "names who holds it: {err}"
     );
     // --check reads no device or file: it passes while the file is locked, and for a

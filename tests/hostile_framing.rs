@@ -29,14 +29,14 @@
 //! `bad_header_digest_closes_only_that_connection`,
 //! `bad_data_digest_never_lands_and_the_session_stays_usable_or_closes`.
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::initiator::Damage;
-use common::*;
 use rustiscsi::iscsi::wire::{Bhs, Opcode, RESERVED_TAG};
+use support::hostile::prelude::*;
+use support::initiator::Damage;
 
 /// `[daemon]` lines of the deadline cases: a short PDU deadline, a login timeout long
 /// enough that it cannot be what closes a connection, no target pings.
@@ -331,7 +331,7 @@ fn defect4_slowloris_login_one_byte_per_second() {
     b.0[0] |= 0x40;
     b.set_flags(0x81);
     b.0[8..14].copy_from_slice(&[0x80, 0, 0, 0, 0, 9]);
-    let data = common::initiator::text_data(&[
+    let data = support::initiator::text_data(&[
         ("InitiatorName", "iqn.2026-11.org.example:slowloris"),
         ("SessionType", "Discovery"),
         ("AuthMethod", "None"),

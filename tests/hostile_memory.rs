@@ -41,14 +41,14 @@
 //!
 //! Passing today: `pusher_keeps_pdus_whole` (the helper's own check).
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::initiator::Cmd;
-use common::*;
+use support::hostile::prelude::*;
+use support::initiator::Cmd;
 
 /// The session budget: what one hostile session may hold.
 const BUDGET: u64 = 64 << 20;

@@ -24,13 +24,13 @@
 //!
 //! On the session core (main at 0b256ff, merged here) every case passes.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::initiator::Cmd;
-use common::*;
 use rustiscsi::iscsi::wire::{Bhs, Opcode, RESERVED_TAG};
+use support::hostile::prelude::*;
+use support::initiator::Cmd;
 
 const ABORT_TASK: u8 = 1;
 
@@ -134,7 +134,7 @@ fn defect5_abort_task_for_a_cmdsn_never_received_fills_the_hole() {
 fn defect5_an_immediate_command_does_not_shrink_the_window() {
     // The initiator keeps the highest MaxCmdSN it saw (RFC 7143 §4.2.2.1), so the target
     // must accept every CmdSN up to it even while an immediate command is outstanding.
-    let d = Daemon::start_setup(&common::daemon::Setup {
+    let d = Daemon::start_setup(&support::hostile::Setup {
         iscsi: "queue_depth = 8".into(),
         ..Default::default()
     });
@@ -153,7 +153,7 @@ fn defect5_an_immediate_command_does_not_shrink_the_window() {
         .expect("R2T of the immediate WRITE");
     // Then WRITEs filling the window the initiator was given.
     let mut itts = Vec::new();
-    while common::initiator::sn_lt(s.cmdsn, s.max_cmdsn.wrapping_add(1)) {
+    while support::initiator::sn_lt(s.cmdsn, s.max_cmdsn.wrapping_add(1)) {
         let lba = 1024 + 8 * itts.len() as u32;
         let cdb = rw10(true, lba, 8);
         itts.push((s.start_command(&Cmd::write(0, &cdb, &data)).unwrap(), lba));

@@ -29,14 +29,14 @@
 //! Passing today: `random_cdbs_of_every_opcode_always_get_a_scsi_response` (2048 CDBs:
 //! 54 GOOD, 1994 CHECK CONDITION, every one answered).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::daemon::Setup;
-use common::initiator::{Cmd, parse_num, parse_text, text_data};
-use common::*;
 use rustiscsi::iscsi::wire::{Opcode, RESERVED_TAG};
+use support::hostile::Setup;
+use support::hostile::prelude::*;
+use support::initiator::{Cmd, parse_num, parse_text, text_data};
 
 /// Largest CPU time one big unauthenticated text PDU may cost (debug build).
 const CPU_PER_PDU: Duration = Duration::from_millis(500);

@@ -28,13 +28,13 @@
 //! On the session core (main at 0b256ff, merged here) every case passes (TAS=1: the
 //! other session's WRITE ends TASK ABORTED).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::initiator::Cmd;
-use common::*;
 use rustiscsi::iscsi::wire::Opcode;
+use support::hostile::prelude::*;
+use support::initiator::Cmd;
 
 const CLEAR_TASK_SET: u8 = 4;
 const LOGICAL_UNIT_RESET: u8 = 5;
@@ -91,7 +91,7 @@ fn tmf_reaches_the_other_session(
     acl: bool,
     what: &str,
 ) {
-    let setup = common::daemon::Setup {
+    let setup = support::hostile::Setup {
         target: if acl {
             format!(
                 "[targets.\"{TARGET}\".acls.\"{RESETTER}\"]\nmapped_luns = [{{ lun = 0 }}]\n\

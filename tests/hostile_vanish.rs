@@ -15,15 +15,15 @@
 //! On the session core (main at 0b256ff, merged here) it passes: the session is freed
 //! 12 s after the link went (keepalive after 2 s, probes until the user timeout).
 
-mod common;
+mod support;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::daemon::Setup;
-use common::*;
+use support::hostile::Setup;
+use support::hostile::prelude::*;
 
 /// A network namespace with a veth pair to the host; deleted on drop.
 struct Netns {

@@ -1,14 +1,24 @@
-//! Shared by the tests that run the real daemon and CLI: a daemon in a temp dir, the CLI,
-//! and a minimal iSCSI initiator that logs in and stays.
-#![allow(dead_code)]
+//! Shared by the integration tests that run the real binaries: the daemon as a child
+//! process ([`process`]), a daemon in a temp dir driven through the CLI ([`Daemon`]), the
+//! hostile suites' daemon with its measurements ([`hostile`]), one raw iSCSI initiator for
+//! every test that talks iSCSI ([`initiator`]), the witness session ([`witness`]) and a pty
+//! for the interactive shell ([`pty`]).
+//!
+//! Each test file includes this with `mod support;`; not every file uses every helper.
+#![allow(dead_code, unused_imports)]
 
+pub mod hostile;
 pub mod initiator;
+pub mod process;
 pub mod pty;
+pub mod witness;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use process::{Launch, Process};
 
 pub const IQN: &str = "iqn.2026-11.org.example:cli";
 pub const INI: &str = "iqn.2026-11.org.example:client1";
@@ -24,21 +34,11 @@ pub fn free_port() -> u16 {
 
 /// A running rustiscsid with its own temp dir.
 pub struct Daemon {
-    pub child: Child,
+    pub process: Process,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub config: PathBuf,
     pub port: u16,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
 }
 
 /// The `[daemon]` table of a test daemon in `dir` on `port`.
@@ -74,30 +74,32 @@ impl Daemon {
         port: u16,
         args: &[&str],
     ) -> Daemon {
-        let _ = std::fs::remove_file(&socket);
-        let child = Command::new(env!("CARGO_BIN_EXE_rustiscsid"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "daemon did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let process = Process::start(&Launch {
+            args,
+            ..Launch::new(&config, &socket)
+        })
+        .unwrap_or_else(|e| panic!("daemon did not start: {e:?}"));
         Daemon {
-            child,
+            process,
             dir,
             socket,
             config,
             port,
         }
+    }
+
+    /// Stops the daemon and starts it again on the same configuration file (which the test
+    /// may have changed, or `saveconfig` rewritten).
+    pub fn restart(self, args: &[&str]) -> Daemon {
+        let Daemon {
+            process,
+            dir,
+            socket,
+            config,
+            port,
+        } = self;
+        drop(process);
+        Self::spawn(dir, config, socket, port, args)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -192,4 +194,66 @@ pub fn secret(dir: &Path, name: &str, value: &str, mode: u32) -> PathBuf {
     std::fs::write(&p, format!("{value}\n")).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
     p
+}
+
+/// Polls `f` every 20 ms until it returns true or `limit` passes; returns how long it took
+/// (None: it never became true). Tests wait with this, never with a bare sleep.
+pub fn poll_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    loop {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        if t0.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A deterministic byte pattern for verified I/O (`seed` tells writes apart).
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// READ(10) / WRITE(10) CDBs.
+pub fn rw10(write: bool, lba: u32, blocks: u16) -> [u8; 10] {
+    let mut c = [0u8; 10];
+    c[0] = if write { 0x2a } else { 0x28 };
+    c[2..6].copy_from_slice(&lba.to_be_bytes());
+    c[7..9].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+/// TEST UNIT READY.
+pub const TUR: [u8; 6] = [0; 6];
+
+/// A small xorshift generator (fixed seeds keep random cases reproducible).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Fills `buf` with random bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next() as u8;
+        }
+    }
 }

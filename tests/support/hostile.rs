@@ -1,12 +1,13 @@
-//! The real `rustiscsid` binary as a child process, on a free loopback port, with what a
-//! test measures from outside: RSS and address space, open descriptors, CPU time, the
-//! session list (control socket) and the log.
+//! The daemon of the hostile-peer suites (`tests/hostile_*.rs`): a hostile target and a
+//! witness target on a free loopback port, with what a test measures from outside: RSS and
+//! address space, open descriptors, CPU time, the session list (control socket) and the log.
+//! [`prelude`] is what those suites import.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::process::{Launch, Process, StartError};
 
 use rustiscsi::control::api::{Request, Response, SessionInfo};
 use rustiscsi::control::client::Client;
@@ -15,12 +16,10 @@ use rustiscsi::control::client::Client;
 pub const TARGET: &str = "iqn.2026-11.org.example:hostile";
 /// The witness's own target (its own LU, so resets of [`TARGET`] do not concern it).
 pub const WITNESS_TARGET: &str = "iqn.2026-11.org.example:witness";
-/// Default initiator name of the raw initiator.
-pub const INITIATOR: &str = "iqn.2026-11.org.example:raw";
 
 /// A running daemon; SIGTERM (then SIGKILL) on drop.
 pub struct Daemon {
-    child: Mutex<Child>,
+    process: Process,
     /// Its pid.
     pub pid: u32,
     /// The portal.
@@ -33,14 +32,6 @@ pub struct Daemon {
     pub config: PathBuf,
     /// Holds the state dir, the config and the log.
     pub dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// What a test puts into the configuration.
@@ -88,7 +79,7 @@ impl Daemon {
         let ip = s
             .portal_ip
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-        let addr = SocketAddr::new(ip, free_port());
+        let addr = SocketAddr::new(ip, super::free_port());
         let socket = dir.path().join("control.sock");
         let log = dir.path().join("rustiscsid.log");
         let config = dir.path().join("rustiscsi.toml");
@@ -135,47 +126,33 @@ luns = [{{ lun = 0, backstore = "ram" }}, {{ lun = 1, backstore = "scratch" }}]
             iscsi = s.iscsi,
         );
         std::fs::write(&config, text).unwrap();
-        let err = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rustiscsid"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("spawn rustiscsid");
-        let pid = child.id();
-        let d = Daemon {
-            child: Mutex::new(child),
-            pid,
+        let launch = Launch {
+            rust_log: "info",
+            log: Some(&log),
+            ready_within: Duration::from_secs(30),
+            ..Launch::new(&config, &socket)
+        };
+        let process = match Process::start(&launch) {
+            Ok(p) => p,
+            Err(StartError::Exited(log)) => {
+                eprintln!("rustiscsid exited at start:\n{log}");
+                return None;
+            }
+        };
+        Some(Daemon {
+            pid: process.pid,
+            process,
             addr,
             socket,
             log,
             config,
             dir,
-        };
-        let t0 = Instant::now();
-        while !d.socket.exists() {
-            if !d.alive() {
-                let text = d.log_text();
-                eprintln!("rustiscsid exited at start:\n{text}");
-                return None;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "rustiscsid did not open its control socket in 30 s:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(d)
+        })
     }
 
     /// Whether the process still runs.
     pub fn alive(&self) -> bool {
-        let mut c = self.child.lock().unwrap();
-        matches!(c.try_wait(), Ok(None))
+        self.process.alive()
     }
 
     /// Panics (with the log) if the daemon died or logged a panic.
@@ -311,21 +288,12 @@ impl MemorySampler {
 }
 
 impl Drop for Daemon {
+    /// Stops the daemon, then shows the end of its log when the test failed or
+    /// `HOSTILE_KEEP_LOG` is set.
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let mut c = self.child.lock().unwrap();
-        let t0 = Instant::now();
-        while matches!(c.try_wait(), Ok(None)) {
-            if t0.elapsed() > Duration::from_secs(15) {
-                let _ = c.kill();
-                let _ = c.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.stop();
         if std::env::var_os("HOSTILE_KEEP_LOG").is_some() || std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let log = self.log_text();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
             eprintln!("--- last lines of the rustiscsid log ---");
             for l in tail.iter().rev() {
@@ -333,4 +301,12 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// What the hostile suites use: `use support::hostile::prelude::*;`.
+pub mod prelude {
+    pub use super::super::initiator::{Cmd, INITIATOR, LoginOpts, Pdu, RecvError, Reply, Session};
+    pub use super::super::witness::Witness;
+    pub use super::super::{Rng, TUR, pattern, poll_until, rw10};
+    pub use super::{Daemon, TARGET, WITNESS_TARGET};
 }

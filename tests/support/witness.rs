@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::initiator::{Cmd, LoginOpts, Session};
-use super::{Daemon, WITNESS_TARGET, pattern, poll_until, rw10};
+use super::hostile::{Daemon, WITNESS_TARGET};
+use super::initiator::{Cmd, LoginOpts, Reply, Session};
+use super::{pattern, poll_until, rw10};
 
 /// Blocks per witness write (8 KiB).
 const BLOCKS: u16 = 16;
@@ -27,7 +28,7 @@ pub struct Witness {
 }
 
 /// Runs `c`, retrying (a few times) on UNIT ATTENTION as every real initiator does.
-fn run(s: &mut Session, c: &Cmd, what: &str) -> Result<super::Reply, String> {
+fn run(s: &mut Session, c: &Cmd, what: &str) -> Result<Reply, String> {
     for _ in 0..4 {
         let r = s.command(c).map_err(|e| format!("{what}: {e}"))?;
         if r.status == 2 && r.sense_key().0 == 6 {
