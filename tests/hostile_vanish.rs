@@ -33,15 +33,7 @@ struct Netns {
 }
 
 fn ip(args: &[&str]) {
-    let o = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (iproute2; tests/install-deps.sh installs it)");
-    assert!(
-        o.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    support::run("ip", args);
 }
 
 impl Netns {

@@ -21,7 +21,7 @@ struct Loop(PathBuf);
 
 impl Loop {
     fn attach(file: &Path) -> Loop {
-        Loop(PathBuf::from(run(
+        Loop(PathBuf::from(support::run(
             "losetup",
             &["-f", "--show", file.to_str().unwrap()],
         )))
@@ -45,25 +45,11 @@ fn own_network_namespace() {
         "unshare(CLONE_NEWNET): {}",
         std::io::Error::last_os_error()
     );
-    run("ip", &["link", "set", "lo", "up"]);
-}
-
-/// Runs `prog args`, which must succeed; its standard output, trimmed.
-fn run(prog: &str, args: &[&str]) -> String {
-    let o = Command::new(prog)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{prog}: {e}"));
-    assert!(
-        o.status.success(),
-        "{prog} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    support::run("ip", &["link", "set", "lo", "up"]);
 }
 
 fn year_month() -> String {
-    run("date", &["-u", "+%Y-%m"])
+    support::run("date", &["-u", "+%Y-%m"])
 }
 
 #[test]

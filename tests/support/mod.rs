@@ -182,6 +182,19 @@ pub fn write_config(path: &Path, c: &serde_json::Value) {
     std::fs::write(path, rustiscsi::config::to_toml(&cfg)).unwrap();
 }
 
+/// Runs `prog args`, which must succeed; its standard output, trimmed.
+pub fn run(prog: &str, args: &[&str]) -> String {
+    let o = Command::new(prog).args(args).output().unwrap_or_else(|e| {
+        panic!("{prog}: {e} (tests/install-deps.sh installs what the tests run)")
+    });
+    assert!(
+        o.status.success(),
+        "{prog} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
 /// Whether something accepts TCP connections at `addr` now.
 pub fn accepts(addr: &str) -> bool {
     std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_ok()
