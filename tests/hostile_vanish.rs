@@ -28,6 +28,7 @@ use support::hostile::prelude::*;
 /// A network namespace with a veth pair to the host; deleted on drop.
 struct Netns {
     name: String,
+    host_if: String,
     host_ip: IpAddr,
     ns_if: String,
 }
@@ -39,13 +40,21 @@ fn ip(args: &[&str]) {
 impl Netns {
     fn new() -> Netns {
         let id = std::process::id() % 60_000;
-        let n = id % 250 + 1;
+        // A /30 no interface has: the host end of an earlier run's pair can outlive its
+        // namespace (deleted, but held by the kernel until its sockets are gone), and a
+        // second route to the same subnet over a dead link loses the replies.
+        let addrs = support::run("ip", &["-o", "-4", "addr", "show"]);
+        let n = (0..250)
+            .map(|k| (id + k) % 250 + 1)
+            .find(|n| !addrs.contains(&format!("10.214.{n}.")))
+            .expect("a free 10.214.n.0/30");
         let name = format!("hostile-{id}");
         let (host_if, ns_if) = (format!("hh{id}"), format!("hn{id}"));
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         ip(&["netns", "add", &name]);
         let ns = Netns {
             name: name.clone(),
+            host_if: host_if.clone(),
             host_ip: format!("10.214.{n}.1").parse().unwrap(),
             ns_if: ns_if.clone(),
         };
@@ -89,7 +98,12 @@ impl Netns {
 }
 
 impl Drop for Netns {
+    /// Deletes the pair (its host end too: the namespace may outlive `netns del`), then
+    /// the namespace.
     fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
