@@ -20,14 +20,10 @@ pub const WITNESS_TARGET: &str = "iqn.2026-11.org.example:witness";
 /// A running daemon; SIGTERM (then SIGKILL) on drop.
 pub struct Daemon {
     process: Process,
-    /// Its pid.
-    pub pid: u32,
     /// The portal.
     pub addr: SocketAddr,
     /// The control socket.
     pub socket: PathBuf,
-    /// stderr of the daemon (tracing output).
-    pub log: PathBuf,
     /// The configuration file it was started with.
     pub config: PathBuf,
     /// Holds the state dir, the config and the log.
@@ -140,11 +136,9 @@ luns = [{{ lun = 0, backstore = "ram" }}, {{ lun = 1, backstore = "scratch" }}]
             }
         };
         Some(Daemon {
-            pid: process.pid,
             process,
             addr,
             socket,
-            log,
             config,
             dir,
         })
@@ -168,40 +162,36 @@ luns = [{{ lun = 0, backstore = "ram" }}, {{ lun = 1, backstore = "scratch" }}]
         );
     }
 
-    /// The daemon's log so far.
+    /// The daemon's log (its stderr, the tracing output) so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
-    fn status_kib(&self, field: &str) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        s.lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.process.pid
     }
 
     /// Resident set size in bytes.
     pub fn rss(&self) -> u64 {
-        self.status_kib("VmRSS:") * 1024
+        status_bytes(self.pid(), "VmRSS:")
     }
 
     /// Virtual address space in bytes.
     pub fn vm_size(&self) -> u64 {
-        self.status_kib("VmSize:") * 1024
+        status_bytes(self.pid(), "VmSize:")
     }
 
     /// Open file descriptors.
     pub fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .map(|d| d.count())
             .unwrap_or(0)
     }
 
     /// User + system CPU time consumed so far (/proc/PID/stat utime + stime).
     pub fn cpu_time(&self) -> Duration {
-        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the parenthesised command name; utime and stime are fields 14, 15.
         let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
         let f: Vec<&str> = rest.split_whitespace().collect();
@@ -230,23 +220,16 @@ luns = [{{ lun = 0, backstore = "ram" }}, {{ lun = 1, backstore = "scratch" }}]
     }
 
     /// Samples RSS and address space every 10 ms on a thread until stopped; reports the
-    /// peaks. `abort_above` (RSS bytes) sets the `exceeded` flag early so a hostile loop
-    /// can stop before the machine suffers for a test that has already failed.
+    /// peaks. Crossing `rss_limit` or `vm_limit` (bytes) sets the `exceeded` flag early,
+    /// so a hostile loop can stop before the machine suffers for a test that has already
+    /// failed.
     pub fn sample_memory(&self, rss_limit: u64, vm_limit: u64) -> MemorySampler {
-        let pid = self.pid;
+        let pid = self.pid();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (s2, e2) = (stop.clone(), exceeded.clone());
         let h = std::thread::spawn(move || {
-            let read = |field: &str| -> u64 {
-                let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                s.lines()
-                    .find(|l| l.starts_with(field))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-                    * 1024
-            };
+            let read = |field: &str| status_bytes(pid, field);
             let (mut rss_peak, mut vm_peak) = (0u64, 0u64);
             while !s2.load(std::sync::atomic::Ordering::Relaxed) {
                 let (r, v) = (read("VmRSS:"), read("VmSize:"));
@@ -265,6 +248,18 @@ luns = [{{ lun = 0, backstore = "ram" }}, {{ lun = 1, backstore = "scratch" }}]
             handle: Some(h),
         }
     }
+}
+
+/// A `/proc/PID/status` size field (`VmRSS:`, `VmSize:`, given in KiB) in bytes; 0 when
+/// the process is gone.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
 }
 
 /// See [`Daemon::sample_memory`].

@@ -464,13 +464,19 @@ impl Session {
         self.next_itt
     }
 
-    fn login_pdu(&mut self, o: &LoginOpts, flags: u8, data: &[u8]) -> Result<Pdu, LoginError> {
-        let mut b = Bhs::new(Opcode::LOGIN_REQUEST);
+    /// An immediate request header (I bit) with `flags`, `itt` and the current CmdSN.
+    fn immediate_header(&self, op: Opcode, flags: u8, itt: u32) -> Bhs {
+        let mut b = Bhs::new(op);
         b.0[0] |= 0x40;
         b.set_flags(flags);
-        b.0[8..14].copy_from_slice(&o.isid);
-        b.set_itt(0x4c00);
+        b.set_itt(itt);
         b.set_cmdsn(self.cmdsn);
+        b
+    }
+
+    fn login_pdu(&mut self, o: &LoginOpts, flags: u8, data: &[u8]) -> Result<Pdu, LoginError> {
+        let mut b = self.immediate_header(Opcode::LOGIN_REQUEST, flags, 0x4c00);
+        b.0[8..14].copy_from_slice(&o.isid);
         b.set_exp_statsn(self.exp_statsn);
         self.send(&b, data)
             .map_err(|e| LoginError::Recv(RecvError::Io(e)))?;
@@ -902,25 +908,17 @@ impl Session {
 
     /// Answers a target NOP-In ping (empty NOP-Out, ITT reserved, TTT echoed).
     pub fn nop_reply(&mut self, ttt: u32, lun: u64) -> std::io::Result<()> {
-        let mut b = Bhs::new(Opcode::NOP_OUT);
-        b.0[0] |= 0x40;
-        b.set_flags(0x80);
+        let mut b = self.immediate_header(Opcode::NOP_OUT, 0x80, RESERVED_TAG);
         b.set_lun_raw(lun);
-        b.set_itt(RESERVED_TAG);
         b.set_ttt(ttt);
-        b.set_cmdsn(self.cmdsn);
         self.send(&b, &[])
     }
 
     /// A NOP-Out ping header (immediate, a fresh ITT).
     pub fn nop_header(&mut self) -> Bhs {
         let itt = self.itt();
-        let mut b = Bhs::new(Opcode::NOP_OUT);
-        b.0[0] |= 0x40;
-        b.set_flags(0x80);
-        b.set_itt(itt);
+        let mut b = self.immediate_header(Opcode::NOP_OUT, 0x80, itt);
         b.set_ttt(RESERVED_TAG);
-        b.set_cmdsn(self.cmdsn);
         b
     }
 
@@ -1115,13 +1113,9 @@ impl Session {
         ref_cmdsn: u32,
     ) -> Result<u8, RecvError> {
         let itt = self.itt();
-        let mut b = Bhs::new(Opcode::TMF_REQUEST);
-        b.0[0] |= 0x40;
-        b.set_flags(0x80 | function);
+        let mut b = self.immediate_header(Opcode::TMF_REQUEST, 0x80 | function, itt);
         b.set_lun_raw(lun_field(lun));
-        b.set_itt(itt);
         b.set_ttt(rtt);
-        b.set_cmdsn(self.cmdsn);
         b.set_max_cmdsn(ref_cmdsn); // RefCmdSN
         self.send(&b, &[]).map_err(RecvError::Io)?;
         let t = self.timeout;
@@ -1171,11 +1165,7 @@ impl Session {
     /// Logs out (close session); true when the target answered OK.
     pub fn logout(&mut self) -> bool {
         let itt = self.itt();
-        let mut b = Bhs::new(Opcode::LOGOUT_REQUEST);
-        b.0[0] |= 0x40;
-        b.set_flags(0x80);
-        b.set_itt(itt);
-        b.set_cmdsn(self.cmdsn);
+        let b = self.immediate_header(Opcode::LOGOUT_REQUEST, 0x80, itt);
         if self.send(&b, &[]).is_err() {
             return false;
         }
